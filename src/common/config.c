@@ -323,8 +323,26 @@ static int config_set_jwt_secret(struct config *cfg, const char *hex, const char
     return 0;
 }
 
+/* Creates the directories leading to path (mode 0700), like mkdir -p of its dirname. */
+static int make_parent_dirs(const char *path)
+{
+    char dir[CONFIG_STR_MAX];
+    snprintf(dir, sizeof(dir), "%s", path);
+    for (char *p = dir + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return 0;
+}
+
 static int config_create_env_file(const char *path)
 {
+    if (make_parent_dirs(path) < 0) {
+        fprintf(stderr, "%s: cannot create its directory: %s\n", path, strerror(errno));
+        return -1;
+    }
     unsigned char secret[32];
     char hex[65], pw_hex[33];
     unsigned char pw[16];

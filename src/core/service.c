@@ -1,0 +1,673 @@
+#include "core/service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/log.h"
+#include "common/validate.h"
+#include "core/password.h"
+#include "core/picture.h"
+#include "core/token.h"
+#include "rpc/message.h"
+#include "store/db_pool.h"
+#include "store/profile_cache.h"
+#include "store/redis_pool.h"
+#include "store/session_store.h"
+#include "store/store.h"
+#include "store/user_store.h"
+
+/* Writers of one user's profile are serialised on one of these stripes, so
+ * two concurrent updates of the same user commit and refresh the cache in
+ * the same order (otherwise the older value could be cached last). */
+#define SERVICE_USER_LOCKS 64
+
+#define MSG_DB_UNAVAILABLE "The database is unavailable, please retry."
+#define MSG_REDIS_UNAVAILABLE "The session store is unavailable, please retry."
+#define MSG_INTERNAL "Something went wrong on our side, please retry."
+#define MSG_BAD_CREDENTIALS "Wrong username or password."
+#define MSG_BAD_SESSION "Your session is invalid or has expired, please log in again."
+#define MSG_UNSUPPORTED "The file is not a JPEG, PNG, GIF or WebP image."
+
+struct service {
+    struct config cfg;              /* copy, read-only after create */
+    struct db_pool *db;             /* users table */
+    struct redis_pool *redis;       /* sessions and profile cache */
+    struct password_hasher *hasher; /* argon2id with a concurrency cap */
+    struct picture_store *pictures; /* avatar files */
+    pthread_mutex_t user_locks[SERVICE_USER_LOCKS];
+};
+
+/* One request being served: what every helper needs for replies and logs. */
+struct call {
+    struct service *svc;
+    const Rpc__Request *req;
+    Rpc__Response *resp;
+    uint64_t rid;      /* request id, in every log line */
+    const char *event; /* audit event name: login, logout, get_profile... */
+    char ip[64];       /* client IP, quoted for logs */
+    char user[80];     /* username once known, quoted for logs ("-" before) */
+};
+
+/* ---------------------------------------------------------------- helpers */
+
+static const char *str_or_empty(const char *s)
+{
+    return s != NULL ? s : "";
+}
+
+static const char *status_name(Rpc__Status st)
+{
+    switch (st) {
+    case RPC__STATUS__STATUS_OK:
+        return "ok";
+    case RPC__STATUS__STATUS_INVALID_ARGUMENT:
+        return "invalid_argument";
+    case RPC__STATUS__STATUS_UNAUTHENTICATED:
+        return "unauthenticated";
+    case RPC__STATUS__STATUS_NOT_FOUND:
+        return "not_found";
+    case RPC__STATUS__STATUS_TOO_LARGE:
+        return "too_large";
+    case RPC__STATUS__STATUS_UNSUPPORTED_MEDIA_TYPE:
+        return "unsupported_media_type";
+    case RPC__STATUS__STATUS_UNAVAILABLE:
+        return "unavailable";
+    case RPC__STATUS__STATUS_INTERNAL:
+        return "internal";
+    default:
+        return "unknown";
+    }
+}
+
+static void call_set_user(struct call *c, const char *username)
+{
+    log_quote(c->user, sizeof(c->user), username, strlen(username));
+}
+
+/*
+ * Answers with an error status and writes the audit line for it: one line
+ * per failed request, at error level for infrastructure failures (someone
+ * must look) and info for the user's own mistakes. reason is a log-only
+ * detail (never shown to the user: "unknown_user" vs "wrong_password").
+ */
+__attribute__((format(printf, 5, 6))) static void reply_error(struct call *c, Rpc__Status st,
+                                                              const char *code, const char *reason,
+                                                              const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    rpc_response_fail(c->resp, st, code, "%s", n < 0 ? "" : msg);
+    if (st == RPC__STATUS__STATUS_UNAVAILABLE || st == RPC__STATUS__STATUS_INTERNAL)
+        log_error(c->rid, "event=%s outcome=failure status=%s code=%s reason=%s user=%s ip=%s",
+                  c->event, status_name(st), code, reason, c->user, c->ip);
+    else
+        log_info(c->rid, "event=%s outcome=failure status=%s code=%s reason=%s user=%s ip=%s",
+                 c->event, status_name(st), code, reason, c->user, c->ip);
+}
+
+static void reply_internal(struct call *c, const char *reason)
+{
+    reply_error(c, RPC__STATUS__STATUS_INTERNAL, "internal_error", reason, MSG_INTERNAL);
+}
+
+/* Maps a failed MySQL store call (not NOT_FOUND) to the reply. */
+static void reply_db_failure(struct call *c, int rc)
+{
+    if (rc == STORE_UNAVAILABLE)
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "database_unavailable",
+                    "database_unavailable", MSG_DB_UNAVAILABLE);
+    else
+        reply_internal(c, rc == STORE_NOMEM ? "out_of_memory" : "database_error");
+}
+
+/* Maps a failed Redis store call (not NOT_FOUND) to the reply. */
+static void reply_redis_failure(struct call *c, int rc)
+{
+    if (rc == STORE_UNAVAILABLE)
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "session_store_unavailable",
+                    "redis_unavailable", MSG_REDIS_UNAVAILABLE);
+    else
+        reply_internal(c, rc == STORE_NOMEM ? "out_of_memory" : "redis_error");
+}
+
+static void reply_bad_session(struct call *c, const char *reason)
+{
+    reply_error(c, RPC__STATUS__STATUS_UNAUTHENTICATED, "invalid_session", reason, MSG_BAD_SESSION);
+}
+
+/* Fills resp->profile. picture_url = url_prefix + file name, "" when none.
+ * Returns 0, or -1 on allocation failure (nothing reported yet). */
+static int set_profile(struct call *c, const char *username, const char *nickname,
+                       const char *picture)
+{
+    Rpc__Profile *p = rpc_response_profile(c->resp);
+    char *url = NULL;
+    int rc = -1;
+
+    if (p == NULL) return -1;
+    if (picture != NULL && picture[0] != '\0') {
+        const char *prefix = c->svc->cfg.picture.url_prefix;
+        size_t n = strlen(prefix) + strlen(picture) + 1;
+        url = malloc(n);
+        if (url == NULL) return -1;
+        snprintf(url, n, "%s%s", prefix, picture);
+    }
+    if (rpc_str_set(&p->username, username) != 0 || rpc_str_set(&p->nickname, nickname) != 0 ||
+        rpc_str_set(&p->picture_url, url) != 0)
+        goto done;
+    rc = 0;
+done:
+    free(url);
+    return rc;
+}
+
+static pthread_mutex_t *user_lock(struct service *svc, const char *username)
+{
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)username; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return &svc->user_locks[h % SERVICE_USER_LOCKS];
+}
+
+/*
+ * Checks the request's token and its Redis session (RFC 7519 signature and
+ * claims, then sess:<jti> must exist and name the token's subject).
+ * Returns 0 with *claims filled, or -1 after replying.
+ */
+static int authenticate(struct call *c, struct token_claims *claims)
+{
+    struct service *svc = c->svc;
+    char *owner = NULL;
+    int trc = token_verify(svc->cfg.jwt_secret, svc->cfg.jwt_secret_len,
+                           str_or_empty(c->req->token), (int64_t)time(NULL), claims);
+
+    if (trc == TOKEN_ERROR) {
+        reply_internal(c, "token_error");
+        return -1;
+    }
+    if (trc == TOKEN_EXPIRED) call_set_user(c, claims->sub);
+    if (trc != TOKEN_OK) {
+        char reason[32];
+        snprintf(reason, sizeof(reason), "token_%s", token_status_str(trc));
+        reply_bad_session(c, reason);
+        return -1;
+    }
+    call_set_user(c, claims->sub);
+    int rc = session_store_get(svc->redis, claims->jti, &owner);
+    if (rc == STORE_NOT_FOUND) {
+        reply_bad_session(c, "session_gone");
+        return -1;
+    }
+    if (rc != STORE_OK) {
+        reply_redis_failure(c, rc);
+        return -1;
+    }
+    rc = strcmp(owner, claims->sub) == 0 ? 0 : -1;
+    free(owner);
+    if (rc != 0) reply_bad_session(c, "session_mismatch");
+    return rc;
+}
+
+/* ------------------------------------------------------------------ LOGIN */
+
+/* After a successful login with an outdated hash: store one at today's cost.
+ * Failures only cost a later retry, so they are logged, not returned. */
+static void rehash_if_needed(struct call *c, const struct user_record *u, const char *password,
+                             size_t len)
+{
+    struct service *svc = c->svc;
+    char phc[PASSWORD_HASH_BYTES];
+
+    if (password_needs_rehash(svc->hasher, u->password_hash) != 1) return;
+    if (password_hash(svc->hasher, password, len, phc) != 0) {
+        log_warn(c->rid, "event=password_rehash outcome=failure reason=hash_failed user=%s",
+                 c->user);
+        return;
+    }
+    int rc = user_store_set_password_hash(svc->db, u->username, u->password_hash, phc);
+    sodium_memzero(phc, sizeof(phc));
+    if (rc == STORE_OK)
+        log_info(c->rid, "event=password_rehash outcome=success user=%s", c->user);
+    else
+        log_warn(c->rid, "event=password_rehash outcome=failure reason=%s user=%s",
+                 store_status_str(rc), c->user);
+}
+
+static void handle_login(struct call *c)
+{
+    struct service *svc = c->svc;
+    const char *username = str_or_empty(c->req->username);
+    const char *password = str_or_empty(c->req->password);
+    size_t ulen = strlen(username), plen = strlen(password);
+    struct user_record u = {0};
+    struct token_claims claims;
+    char *token = NULL;
+    int rc;
+
+    call_set_user(c, username);
+    if (!validate_username(username, ulen)) {
+        reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "invalid_username", "invalid_username",
+                    "A username is 1 to 64 letters, digits, '_', '.' or '-'.");
+        return;
+    }
+    if (plen > SERVICE_PASSWORD_MAX_BYTES) {
+        reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "invalid_password",
+                    "password_too_long", "A password is at most %d bytes.",
+                    SERVICE_PASSWORD_MAX_BYTES);
+        return;
+    }
+
+    rc = user_store_get_by_username(svc->db, username, &u);
+    if (rc != STORE_OK && rc != STORE_NOT_FOUND) {
+        /* Never fall through to "wrong password": the user may be fine. */
+        reply_db_failure(c, rc);
+        return;
+    }
+    /* An unknown user is verified against the dummy hash: same answer,
+     * same time. */
+    int prc = password_verify(svc->hasher, rc == STORE_OK ? u.password_hash : NULL, password, plen);
+    if (prc == PASSWORD_ERROR) {
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "server_busy", "password_hash_failed",
+                    "The server is busy, please retry.");
+        goto done;
+    }
+    if (prc != PASSWORD_MATCH) {
+        reply_error(c, RPC__STATUS__STATUS_UNAUTHENTICATED, "invalid_credentials",
+                    rc == STORE_OK ? "wrong_password" : "unknown_user", MSG_BAD_CREDENTIALS);
+        goto done;
+    }
+    rehash_if_needed(c, &u, password, plen);
+
+    if (token_issue(svc->cfg.jwt_secret, svc->cfg.jwt_secret_len, u.username, (int64_t)time(NULL),
+                    svc->cfg.core.token_ttl_s, &token, &claims) != TOKEN_OK) {
+        reply_internal(c, "token_issue_failed");
+        goto done;
+    }
+    rc = session_store_put(svc->redis, claims.jti, u.username, svc->cfg.core.token_ttl_s);
+    if (rc != STORE_OK) {
+        reply_redis_failure(c, rc);
+        goto done;
+    }
+    if (rpc_str_set(&c->resp->token, token) != 0 ||
+        set_profile(c, u.username, u.nickname, u.picture) != 0) {
+        /* The session exists but the client will never learn its token. */
+        (void)session_store_delete(svc->redis, claims.jti);
+        reply_internal(c, "out_of_memory");
+        goto done;
+    }
+    c->resp->token_ttl_s = (uint32_t)svc->cfg.core.token_ttl_s;
+    c->resp->status = RPC__STATUS__STATUS_OK;
+
+    /* The profile page usually follows: warm the cache (NX: never over a
+     * writer's newer entry). A failure here costs one database read later. */
+    struct profile_cache_entry entry = {.nickname = u.nickname, .picture = u.picture};
+    rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
+    if (rc != STORE_OK)
+        log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
+                 store_status_str(rc), c->user);
+    log_info(c->rid, "event=login outcome=success user=%s ip=%s", c->user, c->ip);
+done:
+    free(token);
+    user_record_free(&u);
+}
+
+/* ----------------------------------------------------------------- LOGOUT */
+
+static void handle_logout(struct call *c)
+{
+    struct service *svc = c->svc;
+    struct token_claims claims;
+    int trc = token_verify(svc->cfg.jwt_secret, svc->cfg.jwt_secret_len,
+                           str_or_empty(c->req->token), (int64_t)time(NULL), &claims);
+
+    if (trc == TOKEN_ERROR) {
+        reply_internal(c, "token_error");
+        return;
+    }
+    if (trc != TOKEN_OK && trc != TOKEN_EXPIRED) {
+        char reason[32];
+        snprintf(reason, sizeof(reason), "token_%s", token_status_str(trc));
+        reply_bad_session(c, reason);
+        return;
+    }
+    call_set_user(c, claims.sub);
+    /* Deleting a session that is already gone (expired, logged out twice)
+     * is a success: the caller's goal, a dead token, holds. */
+    int rc = session_store_delete(svc->redis, claims.jti);
+    if (rc != STORE_OK) {
+        reply_redis_failure(c, rc);
+        return;
+    }
+    c->resp->status = RPC__STATUS__STATUS_OK;
+    log_info(c->rid, "event=logout outcome=success user=%s ip=%s", c->user, c->ip);
+}
+
+/* ------------------------------------------------------------ GET_PROFILE */
+
+static void handle_get_profile(struct call *c)
+{
+    struct service *svc = c->svc;
+    struct token_claims claims;
+    struct profile_cache_entry entry = {0};
+    struct user_record u = {0};
+    int rc;
+
+    if (authenticate(c, &claims) != 0) return;
+
+    rc = profile_cache_get(svc->redis, claims.sub, &entry);
+    if (rc == STORE_OK) {
+        if (set_profile(c, claims.sub, entry.nickname, entry.picture) != 0)
+            reply_internal(c, "out_of_memory");
+        else
+            c->resp->status = RPC__STATUS__STATUS_OK;
+        log_debug(c->rid, "event=get_profile outcome=success cache=hit user=%s", c->user);
+        profile_cache_entry_free(&entry);
+        return;
+    }
+    if (rc != STORE_NOT_FOUND)
+        log_warn(c->rid, "event=profile_cache_get outcome=failure reason=%s user=%s",
+                 store_status_str(rc), c->user);
+
+    rc = user_store_get_by_username(svc->db, claims.sub, &u);
+    if (rc == STORE_NOT_FOUND) {
+        /* The account is gone: so is the session. */
+        (void)session_store_delete(svc->redis, claims.jti);
+        reply_bad_session(c, "user_gone");
+        return;
+    }
+    if (rc != STORE_OK) {
+        reply_db_failure(c, rc);
+        return;
+    }
+    entry.nickname = u.nickname;
+    entry.picture = u.picture;
+    rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
+    if (rc != STORE_OK)
+        log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
+                 store_status_str(rc), c->user);
+    if (set_profile(c, u.username, u.nickname, u.picture) != 0)
+        reply_internal(c, "out_of_memory");
+    else
+        c->resp->status = RPC__STATUS__STATUS_OK;
+    log_debug(c->rid, "event=get_profile outcome=success cache=miss user=%s", c->user);
+    user_record_free(&u);
+}
+
+/* --------------------------------------------------------- UPDATE_PROFILE */
+
+/* Refreshes the cache after a committed change; when that fails, deletes
+ * the entry so the next read goes to the database (read-your-writes). */
+static void refresh_cache(struct call *c, const struct user_record *updated)
+{
+    struct service *svc = c->svc;
+    struct profile_cache_entry entry = {.nickname = updated->nickname, .picture = updated->picture};
+    int rc = profile_cache_put(svc->redis, updated->username, &entry, svc->cfg.core.cache_ttl_s);
+    if (rc == STORE_OK) return;
+    log_warn(c->rid, "event=profile_cache_put outcome=failure reason=%s user=%s",
+             store_status_str(rc), c->user);
+    rc = profile_cache_invalidate(svc->redis, updated->username);
+    if (rc != STORE_OK)
+        log_error(c->rid,
+                  "event=profile_cache_invalidate outcome=failure reason=%s user=%s "
+                  "note=\"stale profile may be served until the cache TTL ends\"",
+                  store_status_str(rc), c->user);
+}
+
+/* Maps a picture_prepare/picture_save failure to the reply. */
+static void reply_picture_failure(struct call *c, int prc)
+{
+    switch (prc) {
+    case PICTURE_TOO_LARGE: {
+        size_t max = c->svc->cfg.picture.max_bytes;
+        if (max >= 1024 * 1024 && max % (1024 * 1024) == 0)
+            reply_error(c, RPC__STATUS__STATUS_TOO_LARGE, "picture_too_large", "picture_too_large",
+                        "The picture is larger than %zu MiB.", max / (1024 * 1024));
+        else
+            reply_error(c, RPC__STATUS__STATUS_TOO_LARGE, "picture_too_large", "picture_too_large",
+                        "The picture is larger than %zu bytes.", max);
+        break;
+    }
+    case PICTURE_UNSUPPORTED:
+        reply_error(c, RPC__STATUS__STATUS_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                    "picture_unsupported", MSG_UNSUPPORTED);
+        break;
+    case PICTURE_TOO_MANY_PIXELS:
+        reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "picture_too_many_pixels",
+                    "picture_too_many_pixels",
+                    "The picture has too many pixels (at most %llu million).",
+                    PICTURE_MAX_PIXELS / 1000000ULL);
+        break;
+    case PICTURE_IO:
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "storage_unavailable", "picture_io",
+                    "The picture could not be stored, please retry.");
+        break;
+    default:
+        reply_internal(c, "picture_error");
+        break;
+    }
+}
+
+static void handle_update_profile(struct call *c)
+{
+    struct service *svc = c->svc;
+    const Rpc__Request *req = c->req;
+    struct token_claims claims;
+    struct picture_blob blob = {0};
+    struct user_record updated = {0};
+    char *nickname = NULL, *old_picture = NULL;
+    pthread_mutex_t *lock = NULL;
+    int created = 0, rc;
+
+    if (authenticate(c, &claims) != 0) return;
+    if (!req->set_nickname && !req->set_picture) {
+        reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "nothing_to_update",
+                    "nothing_to_update", "Nothing to update: send a nickname or a picture.");
+        return;
+    }
+    if (req->set_nickname) {
+        const char *nick = str_or_empty(req->nickname);
+        size_t start = 0, len = 0;
+        int err = validate_nickname(nick, strlen(nick), &start, &len);
+        if (err != NICKNAME_OK) {
+            reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "invalid_nickname",
+                        "invalid_nickname", "%s", validate_nickname_message(err));
+            return;
+        }
+        nickname = strndup(nick + start, len);
+        if (nickname == NULL) {
+            reply_internal(c, "out_of_memory");
+            return;
+        }
+    }
+    if (req->set_picture) {
+        /* The slow part (decode, resize, encode) runs before any lock. */
+        rc = picture_prepare(svc->pictures, claims.sub, req->picture.data, req->picture.len, c->rid,
+                             &blob);
+        if (rc != PICTURE_OK) {
+            reply_picture_failure(c, rc);
+            goto done;
+        }
+    }
+
+    lock = user_lock(svc, claims.sub);
+    pthread_mutex_lock(lock);
+    if (req->set_picture) {
+        rc = picture_save(svc->pictures, &blob, &created);
+        if (rc != PICTURE_OK) {
+            reply_picture_failure(c, rc);
+            goto done;
+        }
+    }
+    rc = user_store_update_profile(svc->db, claims.sub, nickname,
+                                   req->set_picture ? blob.name : NULL, &updated, &old_picture);
+    if (rc != STORE_OK) {
+        /* Nothing references the new file (unless the outcome of a COMMIT
+         * is unknown; then dropping the cache entry below makes the next
+         * read see whatever the database holds). */
+        if (created) (void)picture_remove(svc->pictures, blob.name);
+        (void)profile_cache_invalidate(svc->redis, claims.sub);
+        if (rc == STORE_NOT_FOUND) {
+            (void)session_store_delete(svc->redis, claims.jti);
+            reply_bad_session(c, "user_gone");
+        } else {
+            reply_db_failure(c, rc);
+        }
+        goto done;
+    }
+    refresh_cache(c, &updated);
+    /* Only after the commit, and never the file just stored (the same
+     * picture uploaded twice keeps its name). */
+    if (req->set_picture && old_picture != NULL && strcmp(old_picture, blob.name) != 0)
+        (void)picture_remove(svc->pictures, old_picture);
+    pthread_mutex_unlock(lock);
+    lock = NULL;
+
+    if (nickname != NULL) {
+        char q[NICKNAME_MAX_BYTES * 4 + 8];
+        log_info(c->rid, "event=nickname_change outcome=success user=%s ip=%s nickname=%s", c->user,
+                 c->ip, log_quote(q, sizeof(q), nickname, strlen(nickname)));
+    }
+    if (req->set_picture)
+        log_info(c->rid,
+                 "event=picture_change outcome=success user=%s ip=%s picture=%s bytes_in=%zu "
+                 "bytes_out=%zu width=%d height=%d old_picture=%s",
+                 c->user, c->ip, blob.name, req->picture.len, blob.len, blob.width, blob.height,
+                 old_picture != NULL ? old_picture : "-");
+    if (set_profile(c, updated.username, updated.nickname, updated.picture) != 0)
+        reply_internal(c, "out_of_memory");
+    else
+        c->resp->status = RPC__STATUS__STATUS_OK;
+done:
+    if (lock != NULL) pthread_mutex_unlock(lock);
+    picture_blob_free(&blob);
+    user_record_free(&updated);
+    free(old_picture);
+    free(nickname);
+}
+
+/* ----------------------------------------------------------------- HEALTH */
+
+static void handle_health(struct call *c)
+{
+    int db = db_pool_ping(c->svc->db);
+    int redis = redis_pool_ping(c->svc->redis);
+
+    if (db == STORE_OK && redis == STORE_OK) {
+        c->resp->status = RPC__STATUS__STATUS_OK;
+        (void)rpc_str_set(&c->resp->message, "ok");
+        log_debug(c->rid, "event=health outcome=success");
+        return;
+    }
+    if (db != STORE_OK && redis != STORE_OK)
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "unavailable", "mysql_and_redis_down",
+                    "The database and the session store are unavailable.");
+    else if (db != STORE_OK)
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "database_unavailable", "mysql_down",
+                    MSG_DB_UNAVAILABLE);
+    else
+        reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "session_store_unavailable", "redis_down",
+                    MSG_REDIS_UNAVAILABLE);
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp)
+{
+    struct call c = {.svc = ctx, .req = req, .resp = resp, .rid = req->id};
+    const char *ip = str_or_empty(req->client_ip);
+
+    c.event = rpc_method_str(req->method);
+    log_quote(c.ip, sizeof(c.ip), ip, strlen(ip));
+    snprintf(c.user, sizeof(c.user), "-");
+    switch (req->method) {
+    case RPC__METHOD__METHOD_LOGIN:
+        handle_login(&c);
+        break;
+    case RPC__METHOD__METHOD_LOGOUT:
+        handle_logout(&c);
+        break;
+    case RPC__METHOD__METHOD_GET_PROFILE:
+        handle_get_profile(&c);
+        break;
+    case RPC__METHOD__METHOD_UPDATE_PROFILE:
+        handle_update_profile(&c);
+        break;
+    case RPC__METHOD__METHOD_HEALTH:
+        handle_health(&c);
+        break;
+    default:
+        reply_error(&c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "unknown_method", "unknown_method",
+                    "Unknown method %d.", (int)req->method);
+        break;
+    }
+}
+
+struct service *service_create(const struct config *cfg)
+{
+    struct service *svc;
+    int locks = 0;
+
+    if (cfg->jwt_secret_len < TOKEN_MIN_KEY_BYTES) {
+        log_error(0, "event=core_init outcome=failure error=\"JWT_SECRET shorter than %d bytes\"",
+                  TOKEN_MIN_KEY_BYTES);
+        return NULL;
+    }
+    svc = calloc(1, sizeof(*svc));
+    if (svc == NULL) goto nomem;
+    svc->cfg = *cfg;
+    for (; locks < SERVICE_USER_LOCKS; locks++)
+        if (pthread_mutex_init(&svc->user_locks[locks], NULL) != 0) goto nomem;
+    svc->db = db_pool_create(&cfg->mysql);
+    svc->redis = redis_pool_create(&cfg->redis);
+    if (svc->db == NULL || svc->redis == NULL) goto nomem;
+    svc->hasher = password_hasher_create(&cfg->password, cfg->core.hash_threads);
+    if (svc->hasher == NULL) {
+        log_error(0,
+                  "event=core_init outcome=failure error=\"bad password cost\" opslimit=%llu "
+                  "memlimit=%llu",
+                  (unsigned long long)cfg->password.opslimit,
+                  (unsigned long long)cfg->password.memlimit);
+        goto fail;
+    }
+    svc->pictures = picture_store_create(&cfg->picture, cfg->jwt_secret, cfg->jwt_secret_len);
+    if (svc->pictures == NULL) goto fail; /* logged by picture_store_create */
+    return svc;
+
+nomem:
+    log_error(0, "event=core_init outcome=failure error=\"out of memory\"");
+fail:
+    if (svc != NULL) {
+        while (locks > 0)
+            pthread_mutex_destroy(&svc->user_locks[--locks]);
+        password_hasher_destroy(svc->hasher);
+        redis_pool_destroy(svc->redis);
+        db_pool_destroy(svc->db);
+        sodium_memzero(svc, sizeof(*svc));
+        free(svc);
+    }
+    return NULL;
+}
+
+void service_destroy(struct service *svc)
+{
+    if (svc == NULL) return;
+    picture_store_destroy(svc->pictures);
+    password_hasher_destroy(svc->hasher);
+    redis_pool_destroy(svc->redis);
+    db_pool_destroy(svc->db);
+    for (int i = 0; i < SERVICE_USER_LOCKS; i++)
+        pthread_mutex_destroy(&svc->user_locks[i]);
+    /* The copy of the config holds the JWT secret and the MySQL password. */
+    sodium_memzero(svc, sizeof(*svc));
+    free(svc);
+}

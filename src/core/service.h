@@ -1,0 +1,46 @@
+/*
+ * service: the core's business logic behind the RPC methods of
+ * proto/profile.proto — LOGIN, LOGOUT, GET_PROFILE, UPDATE_PROFILE, HEALTH.
+ *
+ * Owns the MySQL and Redis pools, the password hasher and the picture
+ * store. Every request gets exactly one status; user mistakes map to
+ * INVALID_ARGUMENT / UNAUTHENTICATED / TOO_LARGE / UNSUPPORTED_MEDIA_TYPE,
+ * and infrastructure trouble (MySQL or Redis down, saturated or timing out,
+ * disk errors) to UNAVAILABLE — never to "wrong password". Unknown users and
+ * wrong passwords get the same answer in about the same time. Key events
+ * (login success and failure, logout, nickname and picture changes, every
+ * error) are written as one audit log line each, with the request id, user,
+ * client IP and outcome. Thread-safe: the RPC server calls service_handle
+ * from many threads at once.
+ */
+#ifndef PROFILE_CORE_SERVICE_H
+#define PROFILE_CORE_SERVICE_H
+
+#include "common/config.h"
+#include "profile.pb-c.h"
+
+#define SERVICE_PASSWORD_MAX_BYTES 1024 /* longer passwords are refused before hashing */
+
+struct service;
+
+/*
+ * Builds the service from cfg (copied; cfg->jwt_secret must be loaded, at
+ * least 32 bytes). Needs sodium_init() and VIPS_INIT() + picture_global_init()
+ * done. Creates the pictures directory and the pools but opens no MySQL or
+ * Redis connection yet, so the core starts while they are down (HEALTH
+ * reports it). Computes the dummy password hash (one argon2id run).
+ * Returns the service (free with service_destroy) or NULL after logging why.
+ */
+struct service *service_create(const struct config *cfg);
+
+/* Frees svc and closes its pooled connections. No request may be in flight. */
+void service_destroy(struct service *svc);
+
+/*
+ * The rpc_handler_fn (rpc/server.h): ctx is the struct service. Reads req,
+ * fills resp following the ownership rule of rpc/message.h and always sets
+ * resp->status.
+ */
+void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp);
+
+#endif

@@ -1,0 +1,116 @@
+#include "core/token.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jwt.h>
+#include <sodium.h>
+
+const char *token_status_str(int status)
+{
+    switch (status) {
+    case TOKEN_OK:
+        return "ok";
+    case TOKEN_INVALID:
+        return "invalid";
+    case TOKEN_BAD_ALG:
+        return "bad_alg";
+    case TOKEN_EXPIRED:
+        return "expired";
+    case TOKEN_ERROR:
+        return "error";
+    default:
+        return "unknown";
+    }
+}
+
+static int is_jti(const char *s)
+{
+    if (s == NULL || strlen(s) != TOKEN_JTI_HEX) return 0;
+    for (size_t i = 0; i < TOKEN_JTI_HEX; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+int token_issue(const unsigned char *key, size_t key_len, const char *username, int64_t now,
+                int ttl_s, char **token, struct token_claims *claims)
+{
+    unsigned char id[TOKEN_JTI_HEX / 2];
+    jwt_t *jwt = NULL;
+    int rc = TOKEN_ERROR;
+
+    *token = NULL;
+    memset(claims, 0, sizeof(*claims));
+    if (username == NULL || !validate_username(username, strlen(username)) || ttl_s <= 0)
+        return TOKEN_INVALID;
+    if (key_len < TOKEN_MIN_KEY_BYTES || key_len > INT32_MAX) return TOKEN_ERROR;
+
+    randombytes_buf(id, sizeof(id));
+    sodium_bin2hex(claims->jti, sizeof(claims->jti), id, sizeof(id));
+    memcpy(claims->sub, username, strlen(username) + 1);
+    claims->iat = now;
+    claims->exp = now + ttl_s;
+
+    if (jwt_new(&jwt) != 0) goto done;
+    if (jwt_add_grant(jwt, "jti", claims->jti) != 0 ||
+        jwt_add_grant(jwt, "sub", claims->sub) != 0 ||
+        jwt_add_grant_int(jwt, "iat", (long)claims->iat) != 0 ||
+        jwt_add_grant_int(jwt, "exp", (long)claims->exp) != 0)
+        goto done;
+    if (jwt_set_alg(jwt, JWT_ALG_HS256, key, (int)key_len) != 0) goto done;
+    *token = jwt_encode_str(jwt);
+    if (*token != NULL) rc = TOKEN_OK;
+done:
+    jwt_free(jwt);
+    if (rc != TOKEN_OK) memset(claims, 0, sizeof(*claims));
+    return rc;
+}
+
+/* Reads an integer claim; libjwt signals "absent or not an integer" only
+ * through errno. Returns 0 or -1. */
+static int get_int_claim(jwt_t *jwt, const char *name, int64_t *out)
+{
+    errno = 0;
+    long v = jwt_get_grant_int(jwt, name);
+    if (errno != 0) return -1;
+    *out = v;
+    return 0;
+}
+
+int token_verify(const unsigned char *key, size_t key_len, const char *token, int64_t now,
+                 struct token_claims *claims)
+{
+    jwt_t *jwt = NULL;
+    const char *sub, *jti;
+    int64_t iat, exp;
+    int rc = TOKEN_INVALID;
+
+    memset(claims, 0, sizeof(*claims));
+    if (key_len < TOKEN_MIN_KEY_BYTES || key_len > INT32_MAX) return TOKEN_ERROR;
+    if (token == NULL || token[0] == '\0' || strnlen(token, TOKEN_MAX_BYTES + 1) > TOKEN_MAX_BYTES)
+        return TOKEN_INVALID;
+
+    int drc = jwt_decode(&jwt, token, key, (int)key_len);
+    if (drc != 0) return drc == ENOMEM ? TOKEN_ERROR : TOKEN_INVALID;
+    /* The alg check is what makes the signature check mean anything: a
+     * token saying "none" would otherwise be accepted unsigned. */
+    if (jwt_get_alg(jwt) != JWT_ALG_HS256) {
+        rc = TOKEN_BAD_ALG;
+        goto done;
+    }
+    sub = jwt_get_grant(jwt, "sub");
+    jti = jwt_get_grant(jwt, "jti");
+    if (sub == NULL || !validate_username(sub, strlen(sub)) || !is_jti(jti)) goto done;
+    if (get_int_claim(jwt, "iat", &iat) != 0 || get_int_claim(jwt, "exp", &exp) != 0) goto done;
+    /* A token from the future was not made by this clock: refuse it. */
+    if (iat >= exp || iat > now + TOKEN_CLOCK_SKEW_S) goto done;
+    memcpy(claims->jti, jti, TOKEN_JTI_HEX + 1);
+    memcpy(claims->sub, sub, strlen(sub) + 1);
+    claims->iat = iat;
+    claims->exp = exp;
+    rc = exp <= now ? TOKEN_EXPIRED : TOKEN_OK;
+done:
+    jwt_free(jwt);
+    return rc;
+}

@@ -1,0 +1,146 @@
+#include "store/profile_cache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "common/log.h"
+#include "store/store.h"
+
+#define PROFILE_KEY_PREFIX "prof:"
+#define PROFILE_KEY_MAX 96 /* bytes; "prof:" + a username of at most 64 bytes */
+
+static int profile_key(char key[PROFILE_KEY_MAX], const char *username)
+{
+    int n = snprintf(key, PROFILE_KEY_MAX, PROFILE_KEY_PREFIX "%s", username);
+    return (n < 0 || n >= PROFILE_KEY_MAX) ? -1 : n;
+}
+
+void profile_cache_entry_free(struct profile_cache_entry *e)
+{
+    if (e == NULL) return;
+    free(e->nickname);
+    free(e->picture);
+    memset(e, 0, sizeof(*e));
+}
+
+/* Serialises e as compact JSON (heap, caller frees) or returns NULL. */
+static char *entry_encode(const struct profile_cache_entry *e)
+{
+    json_t *obj = json_object();
+    char *s = NULL;
+
+    if (obj == NULL || e->nickname == NULL) goto done;
+    if (json_object_set_new(obj, "nickname", json_string(e->nickname)) != 0) goto done;
+    if (json_object_set_new(obj, "picture",
+                            e->picture != NULL ? json_string(e->picture) : json_null()) != 0)
+        goto done;
+    s = json_dumps(obj, JSON_COMPACT);
+done:
+    json_decref(obj);
+    return s;
+}
+
+/* Parses len bytes of JSON into *out. Returns STORE_OK, STORE_NOT_FOUND
+ * (malformed entry) or STORE_NOMEM. */
+static int entry_decode(const char *buf, size_t len, struct profile_cache_entry *out)
+{
+    json_error_t err;
+    json_t *obj = json_loadb(buf, len, 0, &err);
+    json_t *nick, *pic;
+    int rc = STORE_NOT_FOUND;
+
+    if (obj == NULL || !json_is_object(obj)) goto done;
+    nick = json_object_get(obj, "nickname");
+    pic = json_object_get(obj, "picture");
+    if (!json_is_string(nick) || (pic != NULL && !json_is_string(pic) && !json_is_null(pic)))
+        goto done;
+    rc = STORE_NOMEM;
+    out->nickname = strdup(json_string_value(nick));
+    if (out->nickname == NULL) goto done;
+    if (json_is_string(pic)) {
+        out->picture = strdup(json_string_value(pic));
+        if (out->picture == NULL) goto done;
+    }
+    rc = STORE_OK;
+done:
+    if (rc != STORE_OK) profile_cache_entry_free(out);
+    json_decref(obj);
+    return rc;
+}
+
+int profile_cache_get(struct redis_pool *pool, const char *username,
+                      struct profile_cache_entry *out)
+{
+    char key[PROFILE_KEY_MAX];
+    int key_len = profile_key(key, username);
+    redisReply *r;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (key_len < 0) return STORE_NOT_FOUND;
+    const char *argv[] = {"GET", key};
+    const size_t argvlen[] = {3, (size_t)key_len};
+    rc = redis_pool_command(pool, &r, 2, argv, argvlen);
+    if (rc != STORE_OK) return rc;
+    if (r->type == REDIS_REPLY_STRING) {
+        rc = entry_decode(r->str, (size_t)r->len, out);
+        if (rc == STORE_NOT_FOUND) log_warn(0, "event=profile_cache outcome=corrupt_entry");
+    } else {
+        rc = STORE_NOT_FOUND;
+    }
+    freeReplyObject(r);
+    return rc;
+}
+
+static int cache_set(struct redis_pool *pool, const char *username,
+                     const struct profile_cache_entry *e, int ttl_s, int only_if_absent)
+{
+    char key[PROFILE_KEY_MAX], ttl[24];
+    int key_len = profile_key(key, username);
+    int ttl_len = snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+    redisReply *r;
+    char *value;
+    int rc;
+
+    if (key_len < 0 || ttl_s <= 0) return STORE_ERROR;
+    value = entry_encode(e);
+    if (value == NULL) return STORE_ERROR; /* invalid UTF-8 or out of memory */
+    const char *argv[] = {"SET", key, value, "EX", ttl, "NX"};
+    const size_t argvlen[] = {3, (size_t)key_len, strlen(value), 2, (size_t)ttl_len, 2};
+    rc = redis_pool_command(pool, &r, only_if_absent ? 6 : 5, argv, argvlen);
+    free(value);
+    if (rc != STORE_OK) return rc;
+    /* +OK, or nil when NX found a (newer) entry: both are fine. */
+    freeReplyObject(r);
+    return STORE_OK;
+}
+
+int profile_cache_fill(struct redis_pool *pool, const char *username,
+                       const struct profile_cache_entry *e, int ttl_s)
+{
+    return cache_set(pool, username, e, ttl_s, 1);
+}
+
+int profile_cache_put(struct redis_pool *pool, const char *username,
+                      const struct profile_cache_entry *e, int ttl_s)
+{
+    return cache_set(pool, username, e, ttl_s, 0);
+}
+
+int profile_cache_invalidate(struct redis_pool *pool, const char *username)
+{
+    char key[PROFILE_KEY_MAX];
+    int key_len = profile_key(key, username);
+    redisReply *r;
+
+    if (key_len < 0) return STORE_OK;
+    const char *argv[] = {"DEL", key};
+    const size_t argvlen[] = {3, (size_t)key_len};
+    int rc = redis_pool_command(pool, &r, 2, argv, argvlen);
+    if (rc != STORE_OK) return rc;
+    freeReplyObject(r);
+    return STORE_OK;
+}

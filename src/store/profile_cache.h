@@ -1,0 +1,56 @@
+/*
+ * profile_cache: cache-aside copy of each user's public profile in Redis.
+ *
+ * Key "prof:<username>", value a small JSON object (jansson)
+ * {"nickname": "...", "picture": "file.webp" | null}, TTL set by the caller.
+ *
+ * Read-your-writes: readers that missed fill the cache with SET NX EX, so a
+ * reader that loaded an old row before a writer committed can never
+ * overwrite the writer's newer entry; a writer, after its commit, SETs the
+ * new value unconditionally (and DELs the key when that fails), so its own
+ * next read sees what it wrote. Thread-safe.
+ */
+#ifndef PROFILE_STORE_PROFILE_CACHE_H
+#define PROFILE_STORE_PROFILE_CACHE_H
+
+#include "store/redis_pool.h"
+
+/* A cached profile; strings are heap copies owned by the struct. */
+struct profile_cache_entry {
+    char *nickname; /* UTF-8 */
+    char *picture;  /* file name under the pictures directory; NULL = none */
+};
+
+/* Frees the strings of e and zeroes it. Safe on a zeroed entry and NULL. */
+void profile_cache_entry_free(struct profile_cache_entry *e);
+
+/*
+ * Looks username up. On STORE_OK fills *out (free with
+ * profile_cache_entry_free). Returns STORE_OK, STORE_NOT_FOUND (miss, or an
+ * entry that does not parse; *out zeroed), STORE_UNAVAILABLE or STORE_NOMEM.
+ */
+int profile_cache_get(struct redis_pool *pool, const char *username,
+                      struct profile_cache_entry *out);
+
+/*
+ * Reader's fill after a miss: stores e for ttl_s seconds only if no entry
+ * exists (SET NX EX). Returns STORE_OK (stored or already present),
+ * STORE_UNAVAILABLE or STORE_ERROR (bad key or TTL, invalid UTF-8, out of
+ * memory).
+ */
+int profile_cache_fill(struct redis_pool *pool, const char *username,
+                       const struct profile_cache_entry *e, int ttl_s);
+
+/*
+ * Writer's refresh after a committed change: stores e for ttl_s seconds,
+ * replacing any entry (SET EX). Returns STORE_OK, STORE_UNAVAILABLE or
+ * STORE_ERROR as profile_cache_fill; on failure the caller invalidates.
+ */
+int profile_cache_put(struct redis_pool *pool, const char *username,
+                      const struct profile_cache_entry *e, int ttl_s);
+
+/* Deletes the entry of username (DEL; a missing entry is fine).
+ * Returns STORE_OK or STORE_UNAVAILABLE. */
+int profile_cache_invalidate(struct redis_pool *pool, const char *username);
+
+#endif

@@ -1,0 +1,47 @@
+/*
+ * redis_pool: a bounded pool of hiredis (0.14) connections with connect and
+ * command timeouts, and a single entry point for commands.
+ *
+ * Commands are sent with redisCommandArgv, one argument per array element,
+ * so keys and values are binary-safe and can never be parsed as extra
+ * arguments. Thread-safe.
+ */
+#ifndef PROFILE_STORE_REDIS_POOL_H
+#define PROFILE_STORE_REDIS_POOL_H
+
+#include <stddef.h>
+
+#include <hiredis.h>
+
+#include "common/config.h"
+
+struct redis_pool;
+
+/*
+ * Creates a pool of at most cfg->pool_size connections to cfg->host:port
+ * (cfg is copied). Connections are opened on demand.
+ * Returns the pool (free with redis_pool_destroy) or NULL with errno = ENOMEM.
+ */
+struct redis_pool *redis_pool_create(const struct config_redis *cfg);
+
+/* Closes the idle connections and frees the pool. No command may be running. */
+void redis_pool_destroy(struct redis_pool *pool);
+
+/*
+ * Runs one command (argc arguments argv[i] of argvlen[i] bytes) on a pooled
+ * connection, waiting at most cfg->timeout_ms for a free connection, for
+ * the connect and for the reply. When a connection that had worked before
+ * has died (Redis restarted), the command is sent once more on a fresh one:
+ * only use this for commands that may run twice (GET, SET, DEL, PING...).
+ * On STORE_OK, *reply is the reply (never an error reply; free with
+ * freeReplyObject). Returns STORE_OK, or STORE_UNAVAILABLE (no connection,
+ * timeout, I/O error, or an error reply such as OOM, LOADING, READONLY;
+ * logged) with *reply NULL.
+ */
+int redis_pool_command(struct redis_pool *pool, redisReply **reply, int argc, const char **argv,
+                       const size_t *argvlen);
+
+/* Sends PING. Returns STORE_OK or STORE_UNAVAILABLE. */
+int redis_pool_ping(struct redis_pool *pool);
+
+#endif

@@ -1,0 +1,39 @@
+/*
+ * session_store: server-side session state in Redis.
+ *
+ * A session is the key "sess:<jti>" (jti = the token's JWT ID claim,
+ * RFC 7519 section 4.1.7) holding the username, with a TTL equal to the
+ * token lifetime. A token is accepted only while its key exists and names
+ * the token's subject, so deleting the key (logout) kills a token whose
+ * signature is still valid. Thread-safe.
+ */
+#ifndef PROFILE_STORE_SESSION_STORE_H
+#define PROFILE_STORE_SESSION_STORE_H
+
+#include "store/redis_pool.h"
+
+/*
+ * Stores session jti (NUL-terminated, at most 100 bytes) -> username for
+ * ttl_s seconds (> 0) with SET ... EX. (jti holds 128 random bits, so no
+ * NX check: a collision is not a practical event, and a plain SET may be
+ * resent safely after a lost connection.)
+ * Returns STORE_OK, STORE_UNAVAILABLE, or STORE_ERROR (bad arguments or
+ * unexpected reply).
+ */
+int session_store_put(struct redis_pool *pool, const char *jti, const char *username, int ttl_s);
+
+/*
+ * Looks session jti up. On STORE_OK *username is a heap copy of the stored
+ * username (caller frees). Returns STORE_OK, STORE_NOT_FOUND (logged out or
+ * expired), STORE_UNAVAILABLE, STORE_ERROR (unexpected reply type) or
+ * STORE_NOMEM; *username is NULL unless STORE_OK.
+ */
+int session_store_get(struct redis_pool *pool, const char *jti, char **username);
+
+/*
+ * Deletes session jti. Deleting a session that is already gone succeeds.
+ * Returns STORE_OK or STORE_UNAVAILABLE.
+ */
+int session_store_delete(struct redis_pool *pool, const char *jti);
+
+#endif

@@ -1,0 +1,147 @@
+/*
+ * request: the per-request state the web server's handlers share, and the
+ * helpers that read a request (client address, session token, content
+ * type) and ask the core about it over RPC.
+ *
+ * One struct web_request lives from the moment libmicrohttpd hands us the
+ * request headers until the response has been sent; it holds the body as
+ * it streams in, the status we answered with, and what the access log
+ * needs. Handlers run in libmicrohttpd's worker threads; a request is only
+ * ever touched by one thread at a time.
+ */
+#ifndef PROFILE_WEB_REQUEST_H
+#define PROFILE_WEB_REQUEST_H
+
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "profile.pb-c.h"
+#include "rpc/client.h"
+#include "web/form.h"
+#include "web/html.h"
+
+#define REQUEST_TAG_MAX 64     /* bytes of an accepted X-Request-Id */
+#define REQUEST_TOKEN_MAX 4096 /* bytes; a longer session token is treated as absent */
+#define REQUEST_IP_MAX 46      /* INET6_ADDRSTRLEN */
+
+struct pages; /* web/pages.h */
+
+/* What every request shares; built once at start-up, read-only afterwards
+ * (except the counter, which is atomic). */
+struct web_app {
+    const struct config *cfg;       /* loaded configuration; outlives the server */
+    struct rpc_pool *pool;          /* connections to the core */
+    struct pages *pages;            /* parsed HTML templates */
+    struct in6_addr *proxies;       /* trusted reverse proxies (IPv4 as v4-mapped); heap */
+    size_t nproxies;                /* entries in proxies */
+    char picture_too_large_msg[96]; /* "The picture is larger than 10 MiB.", built once */
+    atomic_int active;              /* requests begun and not yet completed (for draining) */
+};
+
+/* How a route takes its request body. */
+enum request_body {
+    REQUEST_BODY_NONE,   /* no body expected; the handler runs on the headers */
+    REQUEST_BODY_FORM,   /* urlencoded or multipart form, parsed by form.h */
+    REQUEST_BODY_JSON,   /* Content-Type application/json, buffered */
+    REQUEST_BODY_IMAGE,  /* Content-Type image/..., buffered (an uploaded picture) */
+    REQUEST_BODY_IGNORE, /* read and thrown away (e.g. the logout form) */
+};
+
+struct web_request {
+    struct web_app *app;            /* shared state */
+    struct MHD_Connection *conn;    /* libmicrohttpd's connection; valid until completion */
+    const char *method;             /* "GET"...; owned by libmicrohttpd, valid while handling */
+    char method_copy[16];           /* the method again, for the access log (truncated) */
+    char *path;                     /* heap copy of the decoded URL path (no query string) */
+    uint64_t rid;                   /* request id: in every log line and in the first RPC */
+    uint64_t start_us;              /* CLOCK_MONOTONIC at arrival, microseconds */
+    int rpc_calls;                  /* RPCs made so far */
+    char client_ip[REQUEST_IP_MAX]; /* end user's address (see request_identify) */
+    char request_tag[REQUEST_TAG_MAX + 1]; /* sane X-Request-Id, or "" */
+
+    /* route handler that answers once the body is in */
+    enum MHD_Result (*handler)(struct web_request *req);
+
+    /* body */
+    enum request_body body_kind; /* how this route reads its body */
+    size_t body_max;             /* bytes accepted in total before answering 413 */
+    uint64_t body_seen;          /* bytes received so far, kept or not */
+    struct form *form;           /* REQUEST_BODY_FORM parser; heap */
+    struct html_buf body;        /* REQUEST_BODY_JSON/IMAGE bytes */
+    int body_error;              /* 0, or the HTTP status the body earned (400, 413, 415...) */
+    const char *body_error_code; /* static snake_case code for body_error */
+    const char *body_error_msg;  /* static sentence for body_error */
+
+    /* response */
+    int status;        /* HTTP status queued; 0 until a response was queued */
+    char *set_cookie;  /* heap Set-Cookie value to send with the response, or NULL */
+    const char *allow; /* static Allow header value (405 answers), or NULL */
+};
+
+/*
+ * Parses cfg.web.trusted_proxies ("10.0.0.1, ::1", may be empty) into
+ * app->proxies. Returns 0, or -1 with a message on stderr naming the entry
+ * that is not an IP address (or on allocation failure).
+ */
+int request_proxies_parse(struct web_app *app, const char *list);
+
+/*
+ * Fills req->client_ip and req->request_tag. The client is the socket
+ * peer; only when the peer is a trusted proxy is X-Forwarded-For believed,
+ * and then the rightmost address that is not itself a trusted proxy is the
+ * client (the leftmost entries are whatever the client chose to send).
+ * X-Request-Id is kept when it is 1..64 bytes of [A-Za-z0-9-].
+ */
+void request_identify(struct web_request *req);
+
+/* Value of request header name (case-insensitive), owned by libmicrohttpd, or NULL. */
+const char *request_header(const struct web_request *req, const char *name);
+
+/*
+ * Returns 1 when the Content-Type's media type (before any ';' parameter,
+ * compared case-insensitively, RFC 9110 8.3.1) equals type, e.g.
+ * "application/json"; when type ends with '/' (e.g. "image/") any subtype
+ * matches. Returns 0 when it differs or the header is missing.
+ */
+int request_content_type_is(const struct web_request *req, const char *type);
+
+/*
+ * Returns a heap copy (caller frees) of the session token: the "session"
+ * cookie, else an "Authorization: Bearer <token>" header. Returns NULL
+ * when neither is present, the value is empty, longer than
+ * REQUEST_TOKEN_MAX or contains bytes a JWT cannot hold, or on ENOMEM.
+ */
+char *request_token(const struct web_request *req);
+
+/*
+ * Sends rr to the core (filling rr->id, client_ip and request_tag from req)
+ * and stores the answer in *resp (free with rpc_call_free). Returns 0, or
+ * -1 when the core could not be asked (logged; answer 503, *resp NULL).
+ */
+int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp);
+
+/*
+ * The HTTP status for an RPC status: OK 200, INVALID_ARGUMENT 422 when
+ * nickname is non-zero (the request was about a nickname) else 400,
+ * UNAUTHENTICATED 401, NOT_FOUND 404, TOO_LARGE 413,
+ * UNSUPPORTED_MEDIA_TYPE 415, UNAVAILABLE 503, INTERNAL and unknown 500.
+ */
+int request_http_status(int rpc_status, int nickname);
+
+/* Default snake_case error code for an HTTP status ("unauthenticated"...). */
+const char *request_error_code(int http_status);
+
+/* Default sentence for an HTTP error status, for when the core sent none. */
+const char *request_error_message(int http_status);
+
+/* The sentence shown when validate_username() refuses a name (answer 400). */
+#define REQUEST_USERNAME_MSG "A username is 1 to 64 characters: letters, digits, '.', '_' or '-'."
+
+/* The sentence shown for every failed RPC (answer 503). */
+#define REQUEST_UNAVAILABLE_MSG "The service is temporarily unavailable, please retry."
+
+#endif

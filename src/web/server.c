@@ -1,0 +1,596 @@
+/* server: see server.h. */
+#include "web/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "rpc/client.h"
+#include "web/api.h"
+#include "web/files.h"
+#include "web/pages.h"
+#include "web/reply.h"
+#include "web/request.h"
+
+#define SMALL_BODY_MAX (64 * 1024) /* bytes: login forms, JSON bodies */
+#define MULTIPART_OVERHEAD                                                                         \
+    (64 * 1024)                     /* bytes: part headers and the nickname next to a picture      \
+                                     */
+#define TEXT_FIELD_MAX 4096         /* bytes in one text form field */
+#define FORM_FIELDS_MAX 8           /* distinct names in one form */
+#define DRAIN_MAX (8 * 1024 * 1024) /* bytes read and dropped after a 413 before closing */
+#define CONNECTION_LIMIT_MAX 4096   /* simultaneous HTTP connections, at most */
+
+typedef enum MHD_Result (*handler_fn)(struct web_request *req);
+
+/* How a route reads its body; each maps to a request_body and a cap. */
+enum body_spec {
+    BODY_NONE,
+    BODY_FORM_SMALL,    /* login form */
+    BODY_FORM_UPLOAD,   /* multipart with a picture */
+    BODY_JSON,          /* required Content-Type application/json */
+    BODY_JSON_OPTIONAL, /* application/json, or no body and no Content-Type at all */
+    BODY_IMAGE,         /* Content-Type image/..., up to picture.max_bytes */
+    BODY_IGNORE,        /* small body, dropped */
+};
+
+struct route_method {
+    const char *method; /* "GET" also serves HEAD */
+    enum body_spec body;
+    handler_fn fn;
+};
+
+/* One path and what each method does there (nginx-style: configuration as data). */
+struct route {
+    const char *path;
+    int api;           /* 1: errors are JSON; 0: HTML pages */
+    const char *allow; /* the Allow header for 405 answers */
+    struct route_method m[2];
+};
+
+static const struct route routes[] = {
+    {"/", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_index}}},
+    {"/login", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_login}}},
+    {"/profile", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_profile}}},
+    {"/edit",
+     0,
+     "GET, HEAD, POST",
+     {{"GET", BODY_NONE, pages_edit_form}, {"POST", BODY_FORM_UPLOAD, pages_edit_submit}}},
+    {"/logout", 0, "POST", {{"POST", BODY_IGNORE, pages_logout}}},
+    {"/api/v1/login", 1, "POST", {{"POST", BODY_JSON, api_login}}},
+    {"/api/v1/profile",
+     1,
+     "GET, HEAD, PATCH",
+     {{"GET", BODY_NONE, api_profile_get}, {"PATCH", BODY_JSON, api_profile_patch}}},
+    {"/api/v1/profile/picture", 1, "PUT", {{"PUT", BODY_IMAGE, api_picture_put}}},
+    {"/api/v1/logout", 1, "POST", {{"POST", BODY_JSON_OPTIONAL, api_logout}}},
+};
+
+#define STATIC_PREFIX "/static/"
+
+struct web_server {
+    struct MHD_Daemon *daemon; /* NULL until started */
+    struct web_app app;        /* shared with every request */
+    int port;                  /* bound TCP port */
+};
+
+static uint64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static int is_api_path(const char *path)
+{
+    return strncmp(path, "/api/", 5) == 0;
+}
+
+/* ---- errors outside a route's own handler --------------------------------- */
+
+static enum MHD_Result fail(struct web_request *req, int status, const char *code,
+                            const char *message)
+{
+    if (is_api_path(req->path)) return reply_json_error(req, status, code, message);
+    return pages_error(req, status, message);
+}
+
+/* ---- body -------------------------------------------------------------------- */
+
+static void body_fail(struct web_request *req, int status, const char *code, const char *msg)
+{
+    if (req->body_error) return; /* the first problem is the one reported */
+    req->body_error = status;
+    req->body_error_code = code;
+    req->body_error_msg = msg;
+    /* Nothing more will be parsed: give the memory back now. */
+    html_buf_free(&req->body);
+}
+
+static void body_too_large(struct web_request *req)
+{
+    if (req->body_kind == REQUEST_BODY_IMAGE || req->body_max > SMALL_BODY_MAX)
+        body_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", req->app->picture_too_large_msg);
+    else
+        body_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "The request body is too large.");
+}
+
+static void form_failed(struct web_request *req, int st)
+{
+    switch (st) {
+    case FORM_ERR_FILE_TOO_LARGE:
+        body_too_large(req);
+        break;
+    case FORM_ERR_FIELD_TOO_LONG:
+        body_fail(req, MHD_HTTP_BAD_REQUEST, "field_too_long",
+                  "A form field is longer than 4096 bytes.");
+        break;
+    case FORM_ERR_TOO_MANY_FIELDS:
+        body_fail(req, MHD_HTTP_BAD_REQUEST, "too_many_fields", form_status_message(st));
+        break;
+    case FORM_ERR_NOMEM:
+        body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", request_error_message(500));
+        break;
+    default:
+        body_fail(req, MHD_HTTP_BAD_REQUEST, "malformed_form", form_status_message(st));
+        break;
+    }
+}
+
+/*
+ * Prepares the body of a route with spec: checks the Content-Type and the
+ * announced Content-Length (a too-large upload is refused before a byte of
+ * it is read) and sets up the parser. Problems land in req->body_error.
+ */
+static void body_begin(struct web_request *req, enum body_spec spec)
+{
+    const struct config *cfg = req->app->cfg;
+    struct form_limits lim = {TEXT_FIELD_MAX, 0, FORM_FIELDS_MAX};
+    const char *ct = request_header(req, MHD_HTTP_HEADER_CONTENT_TYPE);
+    switch (spec) {
+    case BODY_NONE: /* a body is not expected, but read and drop a small one */
+        req->body_kind = REQUEST_BODY_NONE;
+        req->body_max = SMALL_BODY_MAX;
+        break;
+    case BODY_FORM_SMALL:
+    case BODY_FORM_UPLOAD:
+        req->body_kind = REQUEST_BODY_FORM;
+        req->body_max = SMALL_BODY_MAX;
+        if (spec == BODY_FORM_UPLOAD) {
+            lim.file_max = cfg->picture.max_bytes;
+            req->body_max = cfg->picture.max_bytes + MULTIPART_OVERHEAD;
+        }
+        break;
+    case BODY_JSON:
+    case BODY_JSON_OPTIONAL:
+        req->body_kind = REQUEST_BODY_JSON;
+        req->body_max = SMALL_BODY_MAX;
+        if (spec == BODY_JSON_OPTIONAL && ct == NULL) break;
+        if (!request_content_type_is(req, "application/json"))
+            body_fail(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                      "Send the body with Content-Type: application/json.");
+        break;
+    case BODY_IMAGE:
+        req->body_kind = REQUEST_BODY_IMAGE;
+        req->body_max = cfg->picture.max_bytes;
+        if (!request_content_type_is(req, "image/"))
+            body_fail(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                      "Send the picture with Content-Type: image/jpeg, image/png, image/gif or "
+                      "image/webp.");
+        break;
+    case BODY_IGNORE:
+        req->body_kind = REQUEST_BODY_IGNORE;
+        req->body_max = SMALL_BODY_MAX;
+        break;
+    }
+    if (req->body_error) return;
+
+    const char *cl = request_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl != NULL) {
+        char *end;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        /* libmicrohttpd already refused a malformed length; be safe anyway */
+        if (errno != 0 || end == cl || n > req->body_max) {
+            body_too_large(req);
+            return;
+        }
+        /* Buffered bodies get their exact size once instead of growing by doubling. */
+        if ((req->body_kind == REQUEST_BODY_JSON || req->body_kind == REQUEST_BODY_IMAGE) &&
+            html_buf_reserve(&req->body, (size_t)n) != 0) {
+            body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", request_error_message(500));
+            return;
+        }
+    }
+    if (req->body_kind == REQUEST_BODY_FORM) {
+        req->form = form_create(req->conn, &lim);
+        if (req->form == NULL) {
+            if (errno == ENOMEM)
+                body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                          request_error_message(500));
+            else
+                body_fail(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
+                          "Send the form as multipart/form-data or "
+                          "application/x-www-form-urlencoded.");
+        }
+    }
+}
+
+/*
+ * Takes the next size bytes of the body. Returns MHD_NO to drop the
+ * connection when a client keeps streaming long after we refused its body.
+ */
+static enum MHD_Result body_take(struct web_request *req, const char *data, size_t size)
+{
+    req->body_seen += size;
+    if (req->body_error) {
+        /* libmicrohttpd 0.9.75 cannot answer before the body ends, so the
+         * rest is read and dropped (never stored); a client that goes on
+         * and on is cut off instead of getting its 413. */
+        if (req->body_seen <= (uint64_t)req->body_max + DRAIN_MAX) return MHD_YES;
+        log_warn(req->rid,
+                 "http: closing the connection: body still streaming %llu bytes past "
+                 "its limit",
+                 (unsigned long long)(req->body_seen - req->body_max));
+        return MHD_NO;
+    }
+    if (req->body_seen > req->body_max) {
+        body_too_large(req);
+        return MHD_YES;
+    }
+    switch (req->body_kind) {
+    case REQUEST_BODY_FORM: {
+        int st = form_feed(req->form, data, size);
+        if (st != FORM_OK) form_failed(req, st);
+        break;
+    }
+    case REQUEST_BODY_JSON:
+    case REQUEST_BODY_IMAGE:
+        /* Streamed (chunked) bodies: grow by doubling, but never past the cap. */
+        if (req->body.len + size + 1 > req->body.cap) {
+            size_t want = req->body.cap * 2;
+            if (want < req->body.len + size) want = req->body.len + size;
+            if (want > req->body_max) want = req->body_max;
+            (void)html_buf_reserve(&req->body, want);
+        }
+        if (html_buf_append(&req->body, data, size) != 0)
+            body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", request_error_message(500));
+        break;
+    default:
+        break;
+    }
+    return MHD_YES;
+}
+
+/* ---- routing ------------------------------------------------------------------- */
+
+static const struct route *find_route(const char *path)
+{
+    for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+        if (strcmp(routes[i].path, path) == 0) return &routes[i];
+    }
+    return NULL;
+}
+
+static int method_is(const char *method, const char *want)
+{
+    if (strcmp(method, want) == 0) return 1;
+    return strcmp(want, "GET") == 0 && strcmp(method, "HEAD") == 0;
+}
+
+static enum MHD_Result not_found(struct web_request *req)
+{
+    return fail(req, MHD_HTTP_NOT_FOUND, "not_found", request_error_message(404));
+}
+
+/* req->allow names the methods the path does take. */
+static enum MHD_Result not_allowed(struct web_request *req)
+{
+    return fail(req, MHD_HTTP_METHOD_NOT_ALLOWED, "method_not_allowed", request_error_message(405));
+}
+
+/* GET /static/<name>. */
+static enum MHD_Result static_file(struct web_request *req)
+{
+    const char *name = req->path + strlen(STATIC_PREFIX);
+    if (!files_static_name_ok(name)) return not_found(req);
+    return files_serve(req, req->app->cfg->web.static_dir, name, FILES_STATIC_CACHE);
+}
+
+/* GET <picture.url_prefix><name>. */
+static enum MHD_Result picture_file(struct web_request *req)
+{
+    const char *name = req->path + strlen(req->app->cfg->picture.url_prefix);
+    if (!files_picture_name_ok(name)) return not_found(req);
+    return files_serve(req, req->app->cfg->picture.dir, name, FILES_PICTURE_CACHE);
+}
+
+/* Picks the handler for the request and how its body is read. */
+static enum body_spec route_request(struct web_request *req)
+{
+    const char *prefix = req->app->cfg->picture.url_prefix;
+    size_t plen = strlen(prefix);
+    handler_fn file = NULL;
+    if (strncmp(req->path, STATIC_PREFIX, strlen(STATIC_PREFIX)) == 0)
+        file = static_file;
+    else if (plen > 1 && strncmp(req->path, prefix, plen) == 0)
+        file = picture_file;
+    if (file != NULL) {
+        if (method_is(req->method, "GET")) {
+            req->handler = file;
+            return BODY_NONE;
+        }
+        req->handler = not_allowed;
+        req->allow = "GET, HEAD";
+        return BODY_IGNORE;
+    }
+
+    const struct route *r = find_route(req->path);
+    req->handler = not_found;
+    if (r == NULL) return BODY_IGNORE;
+    for (size_t i = 0; i < 2 && r->m[i].method != NULL; i++) {
+        if (method_is(req->method, r->m[i].method)) {
+            req->handler = r->m[i].fn;
+            return r->m[i].body;
+        }
+    }
+    req->handler = not_allowed;
+    req->allow = r->allow;
+    return BODY_IGNORE;
+}
+
+/*
+ * First call for a request: only the headers are known. The answer waits
+ * for the last call, because libmicrohttpd 0.9.75 closes the connection
+ * after any response queued this early (it cannot know the body was
+ * consumed); only a body we refuse outright is answered now, and closing
+ * is then what we want.
+ */
+static enum MHD_Result begin(struct web_request *req)
+{
+    body_begin(req, route_request(req));
+    if (req->body_error) return req->handler(req);
+    return MHD_YES;
+}
+
+/* Last call: the whole body has arrived. */
+static enum MHD_Result finish(struct web_request *req)
+{
+    if (req->form != NULL && !req->body_error) {
+        int st = form_finish(req->form);
+        if (st != FORM_OK) form_failed(req, st);
+    }
+    return req->handler(req);
+}
+
+static struct web_request *request_new(struct web_app *app, struct MHD_Connection *conn,
+                                       const char *url, const char *method)
+{
+    struct web_request *req = calloc(1, sizeof(*req));
+    if (req == NULL) return NULL;
+    req->path = strdup(url);
+    if (req->path == NULL) {
+        free(req);
+        return NULL;
+    }
+    req->app = app;
+    req->conn = conn;
+    req->method = method;
+    snprintf(req->method_copy, sizeof(req->method_copy), "%s", method);
+    req->rid = rpc_next_request_id();
+    req->start_us = now_us();
+    html_buf_init(&req->body);
+    request_identify(req);
+    atomic_fetch_add(&app->active, 1);
+    return req;
+}
+
+static void request_free(struct web_request *req)
+{
+    atomic_fetch_sub(&req->app->active, 1);
+    form_destroy(req->form);
+    html_buf_free(&req->body);
+    free(req->set_cookie);
+    free(req->path);
+    free(req);
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
+                              const char *method, const char *version, const char *upload_data,
+                              size_t *upload_data_size, void **con_cls)
+{
+    struct web_request *req = *con_cls;
+    (void)version;
+    if (req == NULL) {
+        req = request_new(cls, conn, url, method);
+        if (req == NULL) {
+            log_error(0, "http: out of memory for a new request");
+            return MHD_NO;
+        }
+        *con_cls = req;
+        return begin(req);
+    }
+    if (req->status != 0) { /* answered already; drop whatever still arrives */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        enum MHD_Result r = body_take(req, upload_data, *upload_data_size);
+        *upload_data_size = 0;
+        return r;
+    }
+    enum MHD_Result r = finish(req);
+    if (r == MHD_YES && req->status == 0) {
+        log_error(req->rid, "http: handler for %s queued no response", req->path);
+        return MHD_NO;
+    }
+    return r;
+}
+
+static const char *termination_str(enum MHD_RequestTerminationCode toe)
+{
+    switch (toe) {
+    case MHD_REQUEST_TERMINATED_COMPLETED_OK:
+        return "ok";
+    case MHD_REQUEST_TERMINATED_WITH_ERROR:
+        return "error";
+    case MHD_REQUEST_TERMINATED_TIMEOUT_REACHED:
+        return "timeout";
+    case MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN:
+        return "shutdown";
+    case MHD_REQUEST_TERMINATED_READ_ERROR:
+        return "read_error";
+    case MHD_REQUEST_TERMINATED_CLIENT_ABORT:
+        return "client_abort";
+    default:
+        return "unknown";
+    }
+}
+
+/* Called by libmicrohttpd once per request, after the response went out (or failed). */
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    struct web_request *req = *con_cls;
+    char path[512];
+    (void)cls;
+    (void)conn;
+    if (req == NULL) return;
+    *con_cls = NULL;
+    log_info(req->rid, "access method=%s path=%s status=%d duration_us=%llu ip=%s%s%s%s%s",
+             req->method_copy, log_quote(path, sizeof(path), req->path, strlen(req->path)),
+             req->status, (unsigned long long)(now_us() - req->start_us), req->client_ip,
+             req->request_tag[0] ? " tag=" : "", req->request_tag,
+             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " end=",
+             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : termination_str(toe));
+    request_free(req);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    log_warn(0, "libmicrohttpd: %s", msg);
+}
+
+static unsigned int connection_limit(void)
+{
+    struct rlimit rl;
+    unsigned int limit = CONNECTION_LIMIT_MAX;
+    /* Leave descriptors for RPC connections, picture files and the listener. */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+        rl.rlim_cur < (rlim_t)limit + 128)
+        limit = rl.rlim_cur > 256 ? (unsigned int)(rl.rlim_cur - 128) : 64;
+    return limit;
+}
+
+static void format_size(char *out, size_t out_size, size_t bytes)
+{
+    if (bytes >= 1024 * 1024 && bytes % (1024 * 1024) == 0)
+        snprintf(out, out_size, "%zu MiB", bytes / (1024 * 1024));
+    else
+        snprintf(out, out_size, "%zu KiB", (bytes + 1023) / 1024);
+}
+
+struct web_server *web_server_start(const struct config *cfg)
+{
+    struct addrinfo hints, *ai = NULL;
+    char port[16], limit[48];
+    struct web_server *srv = calloc(1, sizeof(*srv));
+    if (srv == NULL) {
+        log_error(0, "web: out of memory");
+        return NULL;
+    }
+    srv->app.cfg = cfg;
+    atomic_init(&srv->app.active, 0);
+    format_size(limit, sizeof(limit), cfg->picture.max_bytes);
+    snprintf(srv->app.picture_too_large_msg, sizeof(srv->app.picture_too_large_msg),
+             "The picture is larger than %s.", limit);
+    if (request_proxies_parse(&srv->app, cfg->web.trusted_proxies) != 0) goto fail;
+    srv->app.pages = pages_load(cfg->web.templates_dir);
+    if (srv->app.pages == NULL) {
+        log_error(0, "web: cannot load the templates from %s", cfg->web.templates_dir);
+        goto fail;
+    }
+    srv->app.pool = rpc_pool_create(&cfg->rpc);
+    if (srv->app.pool == NULL) {
+        log_error(0, "web: cannot create the RPC pool: %s", strerror(errno));
+        goto fail;
+    }
+
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof(port), "%d", cfg->web.port);
+    int gai = getaddrinfo(cfg->web.host, port, &hints, &ai);
+    if (gai != 0 || ai == NULL) {
+        log_error(0, "web: cannot resolve listen address %s: %s", cfg->web.host, gai_strerror(gai));
+        goto fail;
+    }
+    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
+    // clang-format off
+    /* one option per line */
+    srv->daemon = MHD_start_daemon(
+        flags, (uint16_t)cfg->web.port, NULL, NULL, handle, &srv->app,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, /* first, so every message goes to our log */
+        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->web.threads,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->web.connection_timeout_s,
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+        MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+        MHD_OPTION_END);
+    // clang-format on
+    freeaddrinfo(ai);
+    if (srv->daemon == NULL) {
+        log_error(0, "web: cannot listen on %s:%d (address in use, or not a local address?)",
+                  cfg->web.host, cfg->web.port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    srv->port = di ? di->port : cfg->web.port;
+    log_info(0, "web: listening on http://%s:%d threads=%d core=%s:%d", cfg->web.host, srv->port,
+             cfg->web.threads, cfg->rpc.core_host, cfg->rpc.core_port);
+    return srv;
+fail:
+    web_server_stop(srv, 0);
+    return NULL;
+}
+
+int web_server_port(const struct web_server *srv)
+{
+    return srv->port;
+}
+
+void web_server_stop(struct web_server *srv, int drain_ms)
+{
+    if (srv == NULL) return;
+    if (srv->daemon != NULL) {
+        MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
+        uint64_t deadline = now_us() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000u;
+        /* Idle keep-alive connections are not waited for: only requests in progress. */
+        while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
+            struct timespec ts = {0, 10 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
+        MHD_stop_daemon(srv->daemon);
+        if (listener != MHD_INVALID_SOCKET) close(listener);
+    }
+    if (srv->app.pool != NULL) rpc_pool_destroy(srv->app.pool);
+    pages_free(srv->app.pages);
+    free(srv->app.proxies);
+    free(srv);
+}

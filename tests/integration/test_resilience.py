@@ -1,0 +1,254 @@
+"""Infrastructure failures against the running stack: the core server or
+MySQL stopped and started again with scripts/stack.sh while the web server
+keeps running (Redis too: the script has redis-stop/redis-start). Infrastructure failures must be 503 (never 401, never a
+hang), and service must come back by itself (issue 2, "RPC" and "Tests").
+
+Every class restores what it stopped (class cleanups run even when a test
+or setUpClass fails). Named so it runs last in an alphabetical run.
+"""
+
+import concurrent.futures
+import random
+import time
+import unittest
+
+import helpers
+import images
+from helpers import assert_json_error, assert_profile_object, get_profile, login, login_token, request, stack
+
+QUICK_S = 2.0           # the web must answer 503 within this while the core is down
+RECOVERY_S = 5.0        # requests must succeed again within this after core-start
+MYSQL_RECOVERY_S = 20.0  # login must work again within this after mysql-start
+
+
+def setUpModule():
+    helpers.require_stack()
+
+
+def timed(fn, *args, **kw):
+    start = time.monotonic()
+    resp = fn(*args, **kw)
+    return resp, time.monotonic() - start
+
+
+def uncached_user():
+    """A user no other test logs in as, so neither the profile cache nor any
+    session holds it (a random one per run, from the top of the range)."""
+    return "user%d" % random.randint(10001, 20000)
+
+
+def stop_with_restore(cls, service):
+    """Stops service ("core", "mysql" or "redis") and registers its restart as a
+    class cleanup, so the stack is whole again whatever happens."""
+    def restore():
+        stack(service + "-start")
+        if not helpers.wait_for(lambda: login("user1")[0].status == 200, 30):
+            raise AssertionError("stack not usable 30 s after %s-start" % service)
+    cls.addClassCleanup(restore)
+    stack(service + "-stop")
+
+
+class CoreDownTest(helpers.StackTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        resp, cls.token = login("user401")
+        if cls.token is None:
+            raise AssertionError("login before stopping the core failed: %r" % resp)
+        stop_with_restore(cls, "core")
+
+    def test_profile_answers_503_quickly(self):
+        resp, elapsed = timed(get_profile, self.token, timeout=15)
+        assert_json_error(self, resp, 503)
+        self.assertLess(elapsed, QUICK_S, "503 took %.2f s" % elapsed)
+
+    def test_login_answers_503_quickly(self):
+        resp, elapsed = timed(login, "user401")
+        assert_json_error(self, resp[0], 503)
+        self.assertIsNone(resp[1])
+        self.assertLess(elapsed, QUICK_S, "503 took %.2f s" % elapsed)
+
+    def test_every_api_endpoint_answers_503_quickly(self):
+        calls = {
+            "patch nickname": lambda: helpers.patch_nickname(self.token, "core down"),
+            "put picture": lambda: request("PUT", "/api/v1/profile/picture", body=images.png(8, 8),
+                                           headers={"Content-Type": "image/png"}, token=self.token),
+            "logout": lambda: request("POST", "/api/v1/logout", body={}, token=self.token),
+        }
+        for name, call in calls.items():
+            with self.subTest(call=name):
+                resp, elapsed = timed(call)
+                assert_json_error(self, resp, 503)
+                self.assertLess(elapsed, QUICK_S, "503 took %.2f s" % elapsed)
+
+    def test_html_pages_answer_503_not_a_redirect_or_401(self):
+        # A logged-in user must not be sent to the login page (or told the
+        # password is wrong) because the core is down.
+        cases = {
+            "GET /profile": lambda: request("GET", "/profile", token=self.token),
+            "POST /login": lambda: helpers.post_form("/login", {"username": "user401", "password": helpers.PASSWORD}),
+        }
+        for name, call in cases.items():
+            with self.subTest(page=name):
+                resp, elapsed = timed(call)
+                self.assertEqual(resp.status, 503, resp)
+                self.assertLess(elapsed, QUICK_S, "503 took %.2f s" % elapsed)
+
+    def test_concurrent_requests_all_answer_503_quickly(self):
+        def one(_):
+            return timed(get_profile, self.token, timeout=15)
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(one, range(48)))
+        statuses = sorted({resp.status for resp, _ in results})
+        slowest = max(elapsed for _, elapsed in results)
+        self.assertEqual(statuses, [503])
+        self.assertLess(slowest, QUICK_S, "slowest 503 took %.2f s" % slowest)
+
+
+class CoreRestartTest(helpers.StackTestCase):
+
+    def test_requests_succeed_again_after_core_restart_without_restarting_web(self):
+        token = login_token(self, "user402")
+        self.addCleanup(self.ensure_core_running)
+        self.core_stopped = True
+        stack("core-stop")
+        assert_json_error(self, get_profile(token), 503)
+        stack("core-start")
+        self.core_stopped = False
+        start = time.monotonic()
+        ok = helpers.wait_for(lambda: get_profile(token, timeout=5).status == 200, RECOVERY_S)
+        self.assertTrue(ok, "no 200 within %.0f s of core-start" % RECOVERY_S)
+        # The session survives the restart (it lives in Redis) and the
+        # answer is this user's.
+        assert_profile_object(self, get_profile(token), "user402")
+        self.assertTrue(login("user402")[1], "login fails after the core restart")
+        print("\n  recovered %.2f s after core-start" % (time.monotonic() - start))
+
+    def test_no_request_fails_once_core_is_back(self):
+        # Warm the pool with many connections, restart the core without any
+        # request in between (every pooled connection is now stale), then
+        # once the first request succeeds no request may fail.
+        token = login_token(self, "user403")
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            warm = list(pool.map(lambda _: get_profile(token).status, range(64)))
+        self.assertEqual(set(warm), {200})
+        self.addCleanup(self.ensure_core_running)
+        self.core_stopped = True
+        stack("core-stop")
+        stack("core-start")
+        self.core_stopped = False
+        ok = helpers.wait_for(lambda: get_profile(token, timeout=5).status == 200, RECOVERY_S)
+        self.assertTrue(ok, "no 200 within %.0f s of core-start" % RECOVERY_S)
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(lambda _: get_profile(token).status, range(64)))
+        self.assertEqual([s for s in statuses if s != 200], [], "failures after the core was back")
+
+    core_stopped = False
+
+    def ensure_core_running(self):
+        if self.core_stopped:
+            stack("core-start")
+            self.core_stopped = False
+
+
+class MysqlDownTest(helpers.StackTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        wrong = login("user404", "wrong-password")[0]
+        if wrong.status != 401:
+            raise AssertionError("wrong password before stopping MySQL: %r" % wrong)
+        cls.bad_credentials_code = wrong.json()["error"]["code"]
+        stop_with_restore(cls, "mysql")
+
+    def assert_503_not_401(self, resp):
+        error = assert_json_error(self, resp, 503)
+        self.assertNotEqual(error["code"], self.bad_credentials_code,
+                            "an infrastructure failure is reported as bad credentials: %r" % resp)
+        self.assertIsNone(resp.cookie(), resp)
+
+    def test_login_of_uncached_user_is_503_not_401(self):
+        resp, elapsed = timed(login, uncached_user())
+        self.assert_503_not_401(resp[0])
+        self.assertLess(elapsed, 15, "answer took %.1f s" % elapsed)
+
+    def test_wrong_password_of_uncached_user_is_503_not_401(self):
+        # The core cannot know the password is wrong without MySQL.
+        resp, _ = login(uncached_user(), "wrong-password")
+        self.assert_503_not_401(resp)
+
+    def test_html_login_is_503_not_401(self):
+        resp = helpers.post_form("/login", {"username": uncached_user(), "password": helpers.PASSWORD})
+        self.assertEqual(resp.status, 503, resp)
+        self.assertEqual(resp.content_type, "text/html", resp)
+        self.assertIsNone(resp.cookie(), resp)
+
+    def test_repeated_logins_stay_503(self):
+        # Failed reconnects must not turn into "wrong password" later on
+        # (e.g. once a connection pool is exhausted).
+        statuses = [login(uncached_user())[0].status for _ in range(10)]
+        self.assertEqual(set(statuses), {503}, statuses)
+
+
+class MysqlRestartTest(helpers.StackTestCase):
+
+    def test_login_works_again_after_mysql_restart(self):
+        user = uncached_user()
+        stack("mysql-stop")
+        try:
+            self.assertEqual(login(user)[0].status, 503)
+        finally:
+            stack("mysql-start")
+        start = time.monotonic()
+        ok = helpers.wait_for(lambda: login(user)[0].status == 200, MYSQL_RECOVERY_S, interval_s=0.5)
+        self.assertTrue(ok, "login still failing %.0f s after mysql-start: %r"
+                        % (MYSQL_RECOVERY_S, login(user)[0]))
+        print("\n  login recovered %.2f s after mysql-start" % (time.monotonic() - start))
+        resp, _ = login(user, "wrong-password")
+        assert_json_error(self, resp, 401)
+
+
+
+class RedisDownTest(helpers.StackTestCase):
+    """Sessions live in Redis: without it a valid session cannot be checked,
+    which is an outage (503), not a logged-out user (401)."""
+
+    @classmethod
+    def setUpClass(cls):
+        resp, cls.token = login("user405")
+        if cls.token is None:
+            raise AssertionError("login before stopping Redis failed: %r" % resp)
+        stop_with_restore(cls, "redis")
+
+    def test_profile_with_valid_session_is_503_not_401(self):
+        resp, elapsed = timed(get_profile, self.token, timeout=15)
+        assert_json_error(self, resp, 503)
+        self.assertLess(elapsed, 5, "answer took %.1f s" % elapsed)
+
+    def test_login_is_503_not_401(self):
+        resp, token = login("user405")
+        assert_json_error(self, resp, 503)
+        self.assertIsNone(token)
+
+    def test_html_profile_is_503_not_a_redirect(self):
+        resp = request("GET", "/profile", token=self.token)
+        self.assertEqual(resp.status, 503, resp)
+
+
+class RedisRestartTest(helpers.StackTestCase):
+
+    def test_login_works_again_after_redis_restart(self):
+        stack("redis-stop")
+        try:
+            self.assertEqual(login("user406")[0].status, 503)
+        finally:
+            stack("redis-start")
+        ok = helpers.wait_for(lambda: login("user406")[0].status == 200, RECOVERY_S * 2, interval_s=0.2)
+        self.assertTrue(ok, "login still failing %.0f s after redis-start: %r" % (RECOVERY_S * 2, login("user406")[0]))
+        token = login_token(self, "user406")
+        assert_profile_object(self, get_profile(token), "user406")
+
+
+if __name__ == "__main__":
+    unittest.main()
