@@ -49,6 +49,7 @@ static const struct config_key config_keys[] = {
     STR("rpc", "core_host", rpc.core_host),
     INT("rpc", "core_port", rpc.core_port, 1, 65535),
     INT("rpc", "pool_size", rpc.pool_size, 1, 4096),
+    INT("rpc", "slow_pool_size", rpc.slow_pool_size, 1, 4096),
     INT("rpc", "connect_timeout_ms", rpc.connect_timeout_ms, 1, 60000),
     INT("rpc", "io_timeout_ms", rpc.io_timeout_ms, 1, 600000),
     INT("rpc", "pool_wait_ms", rpc.pool_wait_ms, 0, 60000),
@@ -103,6 +104,7 @@ static void config_defaults(struct config *cfg)
     snprintf(cfg->rpc.core_host, sizeof(cfg->rpc.core_host), "127.0.0.1");
     cfg->rpc.core_port = 9090;
     cfg->rpc.pool_size = 32;
+    cfg->rpc.slow_pool_size = 16;
     cfg->rpc.connect_timeout_ms = 500;
     cfg->rpc.io_timeout_ms = 15000;
     cfg->rpc.pool_wait_ms = 1000;

@@ -34,8 +34,10 @@ struct config_web {
 struct config_rpc {
     char core_host[CONFIG_STR_MAX]; /* where the web server finds the core; default 127.0.0.1 */
     int core_port;                  /* default 9090 */
-    int pool_size;                  /* max persistent connections web -> core; default 32 */
-    int connect_timeout_ms;         /* TCP connect to the core, milliseconds; default 500 */
+    int pool_size;      /* max persistent connections web -> core for fast requests; default 32 */
+    int slow_pool_size; /* connections and worker threads for slow requests (logins, uploads);
+                           default 16 */
+    int connect_timeout_ms;   /* TCP connect to the core, milliseconds; default 500 */
     int io_timeout_ms;        /* whole request/response exchange, milliseconds; default 15000 */
     int pool_wait_ms;         /* wait for a free pooled connection, milliseconds; default 1000 */
     uint32_t max_frame_bytes; /* largest frame either side accepts, bytes; default 16 MiB */

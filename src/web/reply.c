@@ -40,6 +40,13 @@ enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Resp
         MHD_destroy_response(r);
         return MHD_NO;
     }
+    if (req->deferred) {
+        /* On a worker thread: the libmicrohttpd thread queues it after resuming. */
+        if (req->deferred_response != NULL) MHD_destroy_response(req->deferred_response);
+        req->deferred_response = r;
+        req->deferred_status = status;
+        return MHD_YES;
+    }
     enum MHD_Result q = MHD_queue_response(req->conn, (unsigned int)status, r);
     MHD_destroy_response(r);
     if (q == MHD_YES) req->status = status;

@@ -26,7 +26,9 @@
 
 /*
  * Queues response r (consumed: destroyed here whatever happens) with the
- * common headers and cache_control (NULL: no Cache-Control header).
+ * common headers and cache_control (NULL: no Cache-Control header). On a
+ * slow-lane worker (req->deferred) the response is kept in the request and
+ * queued by the libmicrohttpd thread once the connection resumes.
  */
 enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Response *r,
                             const char *cache_control);

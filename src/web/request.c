@@ -241,7 +241,7 @@ int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp)
     rr->client_ip = req->client_ip;
     rr->request_tag = req->request_tag;
     *resp = NULL;
-    int rc = rpc_call(req->app->pool, rr, resp);
+    int rc = rpc_call(req->pool, rr, resp);
     if (rc != RPC_OK) {
         log_warn(req->rid, "rpc method=%s rpc_id=%llu outcome=unavailable error=\"%s\"",
                  rpc_method_str(rr->method), (unsigned long long)rr->id, rpc_status_str(rc));

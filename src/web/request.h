@@ -34,7 +34,9 @@ struct pages; /* web/pages.h */
  * (except the counter, which is atomic). */
 struct web_app {
     const struct config *cfg;       /* loaded configuration; outlives the server */
-    struct rpc_pool *pool;          /* connections to the core */
+    struct rpc_pool *pool;          /* connections to the core for fast requests */
+    struct rpc_pool *slow_pool;     /* connections to the core for slow requests */
+    struct workers *workers;        /* threads that run slow requests (web/workers.h) */
     struct pages *pages;            /* parsed HTML templates */
     struct in6_addr *proxies;       /* trusted reverse proxies (IPv4 as v4-mapped); heap */
     size_t nproxies;                /* entries in proxies */
@@ -60,6 +62,7 @@ struct web_request {
     uint64_t rid;                   /* request id: in every log line and in the first RPC */
     uint64_t start_us;              /* CLOCK_MONOTONIC at arrival, microseconds */
     int rpc_calls;                  /* RPCs made so far */
+    struct rpc_pool *pool;          /* the lane's pool: app->pool, or app->slow_pool */
     char client_ip[REQUEST_IP_MAX]; /* end user's address (see request_identify) */
     char request_tag[REQUEST_TAG_MAX + 1]; /* sane X-Request-Id, or "" */
 
@@ -80,6 +83,13 @@ struct web_request {
     int status;        /* HTTP status queued; 0 until a response was queued */
     char *set_cookie;  /* heap Set-Cookie value to send with the response, or NULL */
     const char *allow; /* static Allow header value (405 answers), or NULL */
+
+    /* slow lane: the handler runs on a worker while the connection is suspended */
+    int slow;                               /* 1: the route runs on app->workers */
+    int deferred;                           /* 1: reply_queue() stores instead of queueing */
+    struct MHD_Response *deferred_response; /* response built by the worker, or NULL */
+    int deferred_status;                    /* its HTTP status */
+    enum MHD_Result deferred_result;        /* what the handler returned */
 };
 
 /*

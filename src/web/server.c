@@ -19,6 +19,7 @@
 #include "web/pages.h"
 #include "web/reply.h"
 #include "web/request.h"
+#include "web/workers.h"
 
 #define SMALL_BODY_MAX (64 * 1024) /* bytes: login forms, JSON bodies */
 #define MULTIPART_OVERHEAD                                                                         \
@@ -28,6 +29,7 @@
 #define FORM_FIELDS_MAX 8           /* distinct names in one form */
 #define DRAIN_MAX (8 * 1024 * 1024) /* bytes read and dropped after a 413 before closing */
 #define CONNECTION_LIMIT_MAX 4096   /* simultaneous HTTP connections, at most */
+#define SLOW_QUEUE_MAX 1024         /* slow requests waiting for a worker before 503 */
 
 typedef enum MHD_Result (*handler_fn)(struct web_request *req);
 
@@ -42,10 +44,17 @@ enum body_spec {
     BODY_IGNORE,        /* small body, dropped */
 };
 
+/* Which threads run a handler (see web/workers.h). */
+enum lane {
+    LANE_FAST, /* inline on the libmicrohttpd thread: one short RPC */
+    LANE_SLOW, /* on a worker, connection suspended: argon2id or libvips in the core */
+};
+
 struct route_method {
     const char *method; /* "GET" also serves HEAD */
     enum body_spec body;
     handler_fn fn;
+    enum lane lane;
 };
 
 /* One path and what each method does there (nginx-style: configuration as data). */
@@ -57,21 +66,23 @@ struct route {
 };
 
 static const struct route routes[] = {
-    {"/", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_index}}},
-    {"/login", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_login}}},
-    {"/profile", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_profile}}},
+    {"/", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_index, LANE_FAST}}},
+    {"/login", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_login, LANE_SLOW}}},
+    {"/profile", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_profile, LANE_FAST}}},
     {"/edit",
      0,
      "GET, HEAD, POST",
-     {{"GET", BODY_NONE, pages_edit_form}, {"POST", BODY_FORM_UPLOAD, pages_edit_submit}}},
-    {"/logout", 0, "POST", {{"POST", BODY_IGNORE, pages_logout}}},
-    {"/api/v1/login", 1, "POST", {{"POST", BODY_JSON, api_login}}},
+     {{"GET", BODY_NONE, pages_edit_form, LANE_FAST},
+      {"POST", BODY_FORM_UPLOAD, pages_edit_submit, LANE_SLOW}}},
+    {"/logout", 0, "POST", {{"POST", BODY_IGNORE, pages_logout, LANE_FAST}}},
+    {"/api/v1/login", 1, "POST", {{"POST", BODY_JSON, api_login, LANE_SLOW}}},
     {"/api/v1/profile",
      1,
      "GET, HEAD, PATCH",
-     {{"GET", BODY_NONE, api_profile_get}, {"PATCH", BODY_JSON, api_profile_patch}}},
-    {"/api/v1/profile/picture", 1, "PUT", {{"PUT", BODY_IMAGE, api_picture_put}}},
-    {"/api/v1/logout", 1, "POST", {{"POST", BODY_JSON_OPTIONAL, api_logout}}},
+     {{"GET", BODY_NONE, api_profile_get, LANE_FAST},
+      {"PATCH", BODY_JSON, api_profile_patch, LANE_FAST}}},
+    {"/api/v1/profile/picture", 1, "PUT", {{"PUT", BODY_IMAGE, api_picture_put, LANE_SLOW}}},
+    {"/api/v1/logout", 1, "POST", {{"POST", BODY_JSON_OPTIONAL, api_logout, LANE_FAST}}},
 };
 
 #define STATIC_PREFIX "/static/"
@@ -339,6 +350,10 @@ static enum body_spec route_request(struct web_request *req)
     for (size_t i = 0; i < 2 && r->m[i].method != NULL; i++) {
         if (method_is(req->method, r->m[i].method)) {
             req->handler = r->m[i].fn;
+            if (r->m[i].lane == LANE_SLOW) {
+                req->slow = 1;
+                req->pool = req->app->slow_pool;
+            }
             return r->m[i].body;
         }
     }
@@ -361,6 +376,14 @@ static enum MHD_Result begin(struct web_request *req)
     return MHD_YES;
 }
 
+/* Runs a slow request's handler on a worker, then hands the connection back. */
+static void slow_job(void *arg)
+{
+    struct web_request *req = arg;
+    req->deferred_result = req->handler(req);
+    MHD_resume_connection(req->conn);
+}
+
 /* Last call: the whole body has arrived. */
 static enum MHD_Result finish(struct web_request *req)
 {
@@ -368,7 +391,35 @@ static enum MHD_Result finish(struct web_request *req)
         int st = form_finish(req->form);
         if (st != FORM_OK) form_failed(req, st);
     }
-    return req->handler(req);
+    if (!req->slow || req->body_error) return req->handler(req);
+    /* Suspend before queueing: the worker may resume it at once. */
+    MHD_suspend_connection(req->conn);
+    req->deferred = 1;
+    if (workers_submit(req->app->workers, slow_job, req) != 0) {
+        log_warn(req->rid, "http: slow-request queue full (%d waiting), answering 503",
+                 SLOW_QUEUE_MAX);
+        req->deferred_result =
+            fail(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", REQUEST_UNAVAILABLE_MSG);
+        MHD_resume_connection(req->conn);
+    }
+    return MHD_YES;
+}
+
+/* Called again after a slow request's worker resumed the connection. */
+static enum MHD_Result finish_deferred(struct web_request *req)
+{
+    struct MHD_Response *r = req->deferred_response;
+    req->deferred_response = NULL;
+    if (r == NULL || req->deferred_result != MHD_YES) {
+        if (r != NULL) MHD_destroy_response(r);
+        if (req->deferred_result == MHD_YES)
+            log_error(req->rid, "http: handler for %s queued no response", req->path);
+        return MHD_NO;
+    }
+    enum MHD_Result q = MHD_queue_response(req->conn, (unsigned int)req->deferred_status, r);
+    MHD_destroy_response(r);
+    if (q == MHD_YES) req->status = req->deferred_status;
+    return q;
 }
 
 static struct web_request *request_new(struct web_app *app, struct MHD_Connection *conn,
@@ -382,6 +433,7 @@ static struct web_request *request_new(struct web_app *app, struct MHD_Connectio
         return NULL;
     }
     req->app = app;
+    req->pool = app->pool;
     req->conn = conn;
     req->method = method;
     snprintf(req->method_copy, sizeof(req->method_copy), "%s", method);
@@ -396,6 +448,7 @@ static struct web_request *request_new(struct web_app *app, struct MHD_Connectio
 static void request_free(struct web_request *req)
 {
     atomic_fetch_sub(&req->app->active, 1);
+    if (req->deferred_response != NULL) MHD_destroy_response(req->deferred_response);
     form_destroy(req->form);
     html_buf_free(&req->body);
     free(req->set_cookie);
@@ -418,6 +471,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *con_cls = req;
         return begin(req);
     }
+    if (req->deferred) return finish_deferred(req);
     if (req->status != 0) { /* answered already; drop whatever still arrives */
         *upload_data_size = 0;
         return MHD_YES;
@@ -428,7 +482,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return r;
     }
     enum MHD_Result r = finish(req);
-    if (r == MHD_YES && req->status == 0) {
+    if (r == MHD_YES && req->status == 0 && !req->deferred) {
         log_error(req->rid, "http: handler for %s queued no response", req->path);
         return MHD_NO;
     }
@@ -525,8 +579,17 @@ struct web_server *web_server_start(const struct config *cfg)
         goto fail;
     }
     srv->app.pool = rpc_pool_create(&cfg->rpc);
-    if (srv->app.pool == NULL) {
-        log_error(0, "web: cannot create the RPC pool: %s", strerror(errno));
+    struct config_rpc slow_rpc = cfg->rpc;
+    slow_rpc.pool_size = cfg->rpc.slow_pool_size;
+    srv->app.slow_pool = rpc_pool_create(&slow_rpc);
+    if (srv->app.pool == NULL || srv->app.slow_pool == NULL) {
+        log_error(0, "web: cannot create the RPC pools: %s", strerror(errno));
+        goto fail;
+    }
+    /* One worker per slow-lane connection: a worker never waits for the pool. */
+    srv->app.workers = workers_create(cfg->rpc.slow_pool_size, SLOW_QUEUE_MAX);
+    if (srv->app.workers == NULL) {
+        log_error(0, "web: cannot start the slow-request workers: %s", strerror(errno));
         goto fail;
     }
 
@@ -540,7 +603,8 @@ struct web_server *web_server_start(const struct config *cfg)
         log_error(0, "web: cannot resolve listen address %s: %s", cfg->web.host, gai_strerror(gai));
         goto fail;
     }
-    unsigned int flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    unsigned int flags =
+        MHD_USE_AUTO_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     // clang-format off
     /* one option per line */
@@ -586,10 +650,16 @@ void web_server_stop(struct web_server *srv, int drain_ms)
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
+        /* Slow requests still on a worker finish (bounded by io_timeout_ms) before the
+         * daemon goes: stopping it under a suspended connection is not allowed. */
+        workers_destroy(srv->app.workers);
+        srv->app.workers = NULL;
         MHD_stop_daemon(srv->daemon);
         if (listener != MHD_INVALID_SOCKET) close(listener);
     }
+    workers_destroy(srv->app.workers);
     if (srv->app.pool != NULL) rpc_pool_destroy(srv->app.pool);
+    if (srv->app.slow_pool != NULL) rpc_pool_destroy(srv->app.slow_pool);
     pages_free(srv->app.pages);
     free(srv->app.proxies);
     free(srv);

@@ -109,6 +109,18 @@ class LoginTest(helpers.StackTestCase):
                 assert_json_error(self, resp, 400)
                 self.assertIsNone(resp.cookie(), resp)
 
+    def test_oversized_json_body_is_413(self):
+        # A JSON body far beyond any valid request is refused, not buffered.
+        for path, head, token in (("/api/v1/login", b'{"username":"user1","password":"', None),
+                                  ("/api/v1/profile", b'{"nickname":"', "login")):
+            with self.subTest(path=path):
+                if token:
+                    token = login_token(self, USER_NICK)
+                method = "POST" if path.endswith("login") else "PATCH"
+                resp, _ = helpers.request_large(method, path, 20 * 1024 * 1024, head=head,
+                                                headers={"Content-Type": "application/json"}, token=token)
+                assert_json_error(self, resp, 413)
+
     def test_wrong_content_type_on_login_is_415(self):
         body = '{"username": "%s", "password": "%s"}' % (USER_LOGIN, helpers.PASSWORD)
         for ctype in ("text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None):

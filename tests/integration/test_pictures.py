@@ -301,6 +301,17 @@ class HtmlUploadTest(PictureTestCase):
         self.assertRegex(page.text, r"""<img[^>]*src=["']?%s""" % re.escape(src), page.text)
         self.assert_served_picture(profile["picture_url"], data)
 
+    def test_edit_form_with_11_mib_picture_is_413(self):
+        token = login_token(self, "user306")
+        before = get_profile(token).json()
+        body, content_type = helpers.encode_multipart([
+            ("nickname", "too big " + helpers.unique_suffix()),
+            ("picture", "big.png", "image/png", images.png(8, 8) + bytes(11 * 1024 * 1024))])
+        resp, sent = helpers.request_large("POST", "/edit", body, headers={"Content-Type": content_type}, token=token)
+        self.assertEqual(resp.status, 413, "status %d after %d bytes: %r" % (resp.status, sent, resp))
+        self.assertEqual(resp.content_type, "text/html", resp)
+        self.assertEqual(get_profile(token).json()["picture_url"], before["picture_url"])
+
     def test_edit_form_with_text_file_as_picture_is_refused(self):
         token = login_token(self, "user306")
         before = get_profile(token).json()

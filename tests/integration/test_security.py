@@ -7,6 +7,7 @@ import concurrent.futures
 import hashlib
 import hmac
 import json
+import os
 import random
 import time
 import unittest
@@ -247,6 +248,84 @@ class ForgedTokenTest(helpers.StackTestCase):
 
     def test_truncated_signature_is_rejected(self):
         assert_json_error(self, get_profile(self.token[:-4]), 401)
+
+
+
+def signing_key_for(token):
+    """The test stack's JWT key (from the .env file its config names, as
+    raw bytes or as the hex text), verified by reproducing token's
+    signature; None when the file is unreadable or neither form matches."""
+    path = helpers.config_value("core", "env_file", ".env")
+    path = path if os.path.isabs(path) else os.path.join(helpers.REPO_ROOT, path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            found = [line.split("=", 1)[1].strip().strip("'\"") for line in handle
+                     if line.strip().startswith("JWT_SECRET=")]
+    except OSError:
+        return None
+    if not found:
+        return None
+    signing_input, _, signature = token.rpartition(".")
+    candidates = [found[-1].encode("ascii")]
+    try:
+        candidates.insert(0, bytes.fromhex(found[-1]))
+    except ValueError:
+        pass
+    for key in candidates:
+        mac = hmac.new(key, signing_input.encode("ascii"), hashlib.sha256).digest()
+        if helpers.b64url_encode(mac) == signature:
+            return key
+    return None
+
+
+class CorrectlySignedTokenTest(helpers.StackTestCase):
+    """Tokens signed with the stack's real key: the signature is valid, so
+    only the claim checks (libjwt 1.10 checks no time claims) and the
+    Redis session lookup can reject them."""
+
+    def setUp(self):
+        self.token = login_token(self, "user5")
+        self.key = signing_key_for(self.token)
+        if self.key is None:
+            self.skipTest("the stack's JWT secret is not readable here")
+        self.header, self.payload, _ = self.token.split(".")
+        self.claims = helpers.jwt_parts(self.token)[1]
+
+    def sign(self, claims):
+        payload = helpers.b64url_encode(json.dumps(claims, separators=(",", ":")).encode("utf-8"))
+        signing_input = "%s.%s" % (self.header, payload)
+        mac = hmac.new(self.key, signing_input.encode("ascii"), hashlib.sha256).digest()
+        return "%s.%s" % (signing_input, helpers.b64url_encode(mac))
+
+    def test_resigned_token_with_same_claims_is_accepted(self):
+        # Proves the forgeries below differ only in what they change.
+        assert_profile_object(self, get_profile(self.sign(self.claims)), "user5")
+
+    def test_expired_token_is_rejected_although_session_exists(self):
+        now = int(time.time())
+        token = self.sign(dict(self.claims, iat=now - 7200, exp=now - 60))
+        assert_json_error(self, get_profile(token), 401)
+
+    def test_token_issued_in_the_future_is_rejected(self):
+        now = int(time.time())
+        token = self.sign(dict(self.claims, iat=now + 86400, exp=now + 86400 + 3600))
+        assert_json_error(self, get_profile(token), 401)
+
+    def test_token_without_exp_is_rejected(self):
+        claims = dict(self.claims)
+        del claims["exp"]
+        assert_json_error(self, get_profile(self.sign(claims)), 401)
+
+    def test_token_with_unknown_jti_is_rejected(self):
+        token = self.sign(dict(self.claims, jti=helpers.unique_suffix() * 4))
+        assert_json_error(self, get_profile(token), 401)
+
+    def test_token_whose_sub_differs_from_its_session_is_rejected(self):
+        # The session (jti) belongs to user5; a token naming user6 with it
+        # must not read user6's profile.
+        resp = get_profile(self.sign(dict(self.claims, sub="user6")))
+        self.assertNotEqual(resp.status, 200, "token for user6 accepted with user5's session: %r" % resp)
+        assert_json_error(self, resp, 401)
 
 
 if __name__ == "__main__":
