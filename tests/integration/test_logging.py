@@ -45,13 +45,15 @@ class LogTail:
                            handle.read().decode("utf-8", "replace").splitlines())
         return out
 
-    def wait_for(self, predicate, timeout_s=3.0):
-        """Lines (file, text) matching predicate(text), polling until at least
-        one appears or timeout_s passes."""
+    def wait_for(self, predicate, timeout_s=3.0, enough=bool):
+        """Lines (file, text) matching predicate(text), polling until
+        enough(lines) holds (default: at least one) or timeout_s passes.
+        The web server writes its access line after the response has gone
+        out, so a test that needs lines from several files must say so."""
         deadline = time.monotonic() + timeout_s
         while True:
             found = [(f, line) for f, line in self.lines() if predicate(line)]
-            if found or time.monotonic() > deadline:
+            if enough(found) or time.monotonic() > deadline:
                 return found
             time.sleep(0.1)
 
@@ -121,7 +123,10 @@ class AuditLogTest(helpers.StackTestCase):
         lines = self.assert_event("user605", "login", SUCCESS)
         request_id = REQUEST_ID.search(lines[0][1]).group(1)
         self.assertNotIn(request_id, ("0", ""), lines[0])
-        files = {f for f, line in self.tail.wait_for(lambda line: re.search(r"\b%s\b" % re.escape(request_id), line))}
+        both = lambda found: {f for f, _ in found} >= {"web.log", "core.log"}
+        found = self.tail.wait_for(lambda line: re.search(r"\b%s\b" % re.escape(request_id), line),
+                                   enough=both)
+        files = {f for f, _ in found}
         self.assertEqual(files, {"web.log", "core.log"}, "request id %s not in both logs" % request_id)
 
     def test_untrusted_forwarded_for_is_not_logged_as_client_ip(self):
