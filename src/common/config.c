@@ -61,6 +61,8 @@ static const struct config_key config_keys[] = {
     INT("core", "hash_threads", core.hash_threads, 0, 1024),
     INT("core", "token_ttl_s", core.token_ttl_s, 1, 31 * 24 * 3600),
     INT("core", "cache_ttl_s", core.cache_ttl_s, 1, 31 * 24 * 3600),
+    INT("core", "credential_cache_entries", core.credential_cache_entries, 0, 1 << 26),
+    INT("core", "credential_cache_ttl_s", core.credential_cache_ttl_s, 0, 24 * 3600),
     STR("core", "env_file", core.env_file),
 
     {"password", "opslimit", CFG_U64, F(password.opslimit), 1, 1000},
@@ -116,6 +118,8 @@ static void config_defaults(struct config *cfg)
     cfg->core.hash_threads = 0;
     cfg->core.token_ttl_s = 3600;
     cfg->core.cache_ttl_s = 300;
+    cfg->core.credential_cache_entries = 1 << 18;
+    cfg->core.credential_cache_ttl_s = 300;
     snprintf(cfg->core.env_file, sizeof(cfg->core.env_file), ".env");
 
     cfg->password.opslimit = 2;

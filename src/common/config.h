@@ -50,6 +50,10 @@ struct config_core {
     int hash_threads;              /* concurrent argon2id computations; 0 = number of CPUs */
     int token_ttl_s;               /* session (JWT and Redis key) lifetime, seconds; default 3600 */
     int cache_ttl_s;               /* profile cache entry lifetime, seconds; default 300 */
+    int credential_cache_entries;  /* verified logins remembered (core/credcache.h); default 262144
+                                    */
+    int credential_cache_ttl_s;    /* how long a verified login is trusted, seconds; 0 = off;
+                                      default 300 */
     char env_file[CONFIG_STR_MAX]; /* file holding secrets (JWT_SECRET, MYSQL_PASSWORD); default
                                       .env */
 };

@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/validate.h"
+#include "core/credcache.h"
 #include "core/password.h"
 #include "core/picture.h"
 #include "core/token.h"
@@ -40,6 +41,7 @@ struct service {
     struct redis_pool *redis;       /* sessions and profile cache */
     struct password_hasher *hasher; /* argon2id with a concurrency cap */
     struct picture_store *pictures; /* avatar files */
+    struct credcache *creds;        /* recently verified logins (skip argon2id) */
     pthread_mutex_t user_locks[SERVICE_USER_LOCKS];
 };
 
@@ -180,14 +182,12 @@ static pthread_mutex_t *user_lock(struct service *svc, const char *username)
 }
 
 /*
- * Checks the request's token and its Redis session (RFC 7519 signature and
- * claims, then sess:<jti> must exist and name the token's subject).
+ * Checks the request's token (RFC 7519: HS256 signature, exp, iat, sub).
  * Returns 0 with *claims filled, or -1 after replying.
  */
-static int authenticate(struct call *c, struct token_claims *claims)
+static int verify_token(struct call *c, struct token_claims *claims)
 {
     struct service *svc = c->svc;
-    char *owner = NULL;
     int trc = token_verify(svc->cfg.jwt_secret, svc->cfg.jwt_secret_len,
                            str_or_empty(c->req->token), (int64_t)time(NULL), claims);
 
@@ -203,6 +203,19 @@ static int authenticate(struct call *c, struct token_claims *claims)
         return -1;
     }
     call_set_user(c, claims->sub);
+    return 0;
+}
+
+/*
+ * verify_token(), then the Redis session: sess:<jti> must exist and name
+ * the token's subject (a logged-out token dies although its signature is
+ * valid). Returns 0 with *claims filled, or -1 after replying.
+ */
+static int authenticate(struct call *c, struct token_claims *claims)
+{
+    struct service *svc = c->svc;
+    char *owner = NULL;
+    if (verify_token(c, claims) != 0) return -1;
     int rc = session_store_get(svc->redis, claims->jti, &owner);
     if (rc == STORE_NOT_FOUND) {
         reply_bad_session(c, "session_gone");
@@ -236,6 +249,10 @@ static void rehash_if_needed(struct call *c, const struct user_record *u, const 
     }
     int rc = user_store_set_password_hash(svc->db, u->username, u->password_hash, phc);
     sodium_memzero(phc, sizeof(phc));
+    /* The cached profile carries the old hash: drop it (and its credential). */
+    credcache_forget(svc->creds, u->username);
+    if (profile_cache_invalidate(svc->redis, u->username) != STORE_OK)
+        log_warn(c->rid, "event=profile_cache_invalidate outcome=failure user=%s", c->user);
     if (rc == STORE_OK)
         log_info(c->rid, "event=password_rehash outcome=success user=%s", c->user);
     else
@@ -267,15 +284,38 @@ static void handle_login(struct call *c)
         return;
     }
 
-    rc = user_store_get_by_username(svc->db, username, &u);
+    /* The cached profile carries the stored hash: a returning user needs no
+     * MySQL. Any Redis trouble just means the database is asked. */
+    struct profile_cache_entry cached = {0};
+    int cached_ok = profile_cache_get(svc->redis, username, &cached) == STORE_OK &&
+                    cached.password_hash != NULL;
+    if (cached_ok) {
+        u.username = strdup(username);
+        u.nickname = cached.nickname, cached.nickname = NULL;
+        u.picture = cached.picture, cached.picture = NULL;
+        u.password_hash = cached.password_hash, cached.password_hash = NULL;
+        rc = u.username != NULL ? STORE_OK : STORE_NOMEM;
+    } else {
+        rc = user_store_get_by_username(svc->db, username, &u);
+    }
+    profile_cache_entry_free(&cached);
     if (rc != STORE_OK && rc != STORE_NOT_FOUND) {
         /* Never fall through to "wrong password": the user may be fine. */
         reply_db_failure(c, rc);
-        return;
+        goto done;
     }
-    /* An unknown user is verified against the dummy hash: same answer,
-     * same time. */
-    int prc = password_verify(svc->hasher, rc == STORE_OK ? u.password_hash : NULL, password, plen);
+    int prc;
+    int64_t now = (int64_t)time(NULL);
+    if (rc == STORE_OK &&
+        credcache_check(svc->creds, username, u.password_hash, password, plen, now)) {
+        prc = PASSWORD_MATCH;
+    } else {
+        /* An unknown user is verified against the dummy hash: same answer,
+         * same time. */
+        prc = password_verify(svc->hasher, rc == STORE_OK ? u.password_hash : NULL, password, plen);
+        if (prc == PASSWORD_MATCH)
+            credcache_remember(svc->creds, username, u.password_hash, password, plen, now);
+    }
     if (prc == PASSWORD_ERROR) {
         reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "server_busy", "password_hash_failed",
                     "The server is busy, please retry.");
@@ -310,11 +350,14 @@ static void handle_login(struct call *c)
 
     /* The profile page usually follows: warm the cache (NX: never over a
      * writer's newer entry). A failure here costs one database read later. */
-    struct profile_cache_entry entry = {.nickname = u.nickname, .picture = u.picture};
-    rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
-    if (rc != STORE_OK)
-        log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
-                 store_status_str(rc), c->user);
+    if (!cached_ok) {
+        struct profile_cache_entry entry = {
+            .nickname = u.nickname, .picture = u.picture, .password_hash = u.password_hash};
+        rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
+        if (rc != STORE_OK)
+            log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
+                     store_status_str(rc), c->user);
+    }
     log_info(c->rid, "event=login outcome=success user=%s ip=%s", c->user, c->ip);
 done:
     free(token);
@@ -360,12 +403,29 @@ static void handle_get_profile(struct call *c)
     struct token_claims claims;
     struct profile_cache_entry entry = {0};
     struct user_record u = {0};
-    int rc;
+    char *owner = NULL;
+    int have_profile = 0, rc;
 
-    if (authenticate(c, &claims) != 0) return;
-
-    rc = profile_cache_get(svc->redis, claims.sub, &entry);
-    if (rc == STORE_OK) {
+    if (verify_token(c, &claims) != 0) return;
+    /* Session and cached profile in one Redis round trip (the hot path). */
+    rc = profile_cache_get_with_session(svc->redis, claims.jti, claims.sub, &owner, &entry,
+                                        &have_profile);
+    if (rc == STORE_NOT_FOUND) {
+        reply_bad_session(c, "session_gone");
+        return;
+    }
+    if (rc != STORE_OK) {
+        reply_redis_failure(c, rc);
+        return;
+    }
+    rc = strcmp(owner, claims.sub);
+    free(owner);
+    if (rc != 0) {
+        profile_cache_entry_free(&entry);
+        reply_bad_session(c, "session_mismatch");
+        return;
+    }
+    if (have_profile) {
         if (set_profile(c, claims.sub, entry.nickname, entry.picture) != 0)
             reply_internal(c, "out_of_memory");
         else
@@ -374,9 +434,6 @@ static void handle_get_profile(struct call *c)
         profile_cache_entry_free(&entry);
         return;
     }
-    if (rc != STORE_NOT_FOUND)
-        log_warn(c->rid, "event=profile_cache_get outcome=failure reason=%s user=%s",
-                 store_status_str(rc), c->user);
 
     rc = user_store_get_by_username(svc->db, claims.sub, &u);
     if (rc == STORE_NOT_FOUND) {
@@ -391,6 +448,7 @@ static void handle_get_profile(struct call *c)
     }
     entry.nickname = u.nickname;
     entry.picture = u.picture;
+    entry.password_hash = u.password_hash;
     rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
     if (rc != STORE_OK)
         log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
@@ -410,7 +468,9 @@ static void handle_get_profile(struct call *c)
 static void refresh_cache(struct call *c, const struct user_record *updated)
 {
     struct service *svc = c->svc;
-    struct profile_cache_entry entry = {.nickname = updated->nickname, .picture = updated->picture};
+    struct profile_cache_entry entry = {.nickname = updated->nickname,
+                                        .picture = updated->picture,
+                                        .password_hash = updated->password_hash};
     int rc = profile_cache_put(svc->redis, updated->username, &entry, svc->cfg.core.cache_ttl_s);
     if (rc == STORE_OK) return;
     log_warn(c->rid, "event=profile_cache_put outcome=failure reason=%s user=%s",
@@ -641,6 +701,12 @@ struct service *service_create(const struct config *cfg)
     }
     svc->pictures = picture_store_create(&cfg->picture, cfg->jwt_secret, cfg->jwt_secret_len);
     if (svc->pictures == NULL) goto fail; /* logged by picture_store_create */
+    svc->creds = credcache_create((size_t)cfg->core.credential_cache_entries,
+                                  cfg->core.credential_cache_ttl_s);
+    if (svc->creds == NULL) {
+        picture_store_destroy(svc->pictures);
+        goto nomem;
+    }
     return svc;
 
 nomem:
@@ -661,6 +727,7 @@ fail:
 void service_destroy(struct service *svc)
 {
     if (svc == NULL) return;
+    credcache_destroy(svc->creds);
     picture_store_destroy(svc->pictures);
     password_hasher_destroy(svc->hasher);
     redis_pool_destroy(svc->redis);

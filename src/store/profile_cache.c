@@ -7,6 +7,7 @@
 #include <jansson.h>
 
 #include "common/log.h"
+#include "store/session_store.h"
 #include "store/store.h"
 
 #define PROFILE_KEY_PREFIX "prof:"
@@ -23,6 +24,7 @@ void profile_cache_entry_free(struct profile_cache_entry *e)
     if (e == NULL) return;
     free(e->nickname);
     free(e->picture);
+    free(e->password_hash);
     memset(e, 0, sizeof(*e));
 }
 
@@ -37,6 +39,9 @@ static char *entry_encode(const struct profile_cache_entry *e)
     if (json_object_set_new(obj, "picture",
                             e->picture != NULL ? json_string(e->picture) : json_null()) != 0)
         goto done;
+    if (e->password_hash != NULL &&
+        json_object_set_new(obj, "phc", json_string(e->password_hash)) != 0)
+        goto done;
     s = json_dumps(obj, JSON_COMPACT);
 done:
     json_decref(obj);
@@ -49,13 +54,15 @@ static int entry_decode(const char *buf, size_t len, struct profile_cache_entry 
 {
     json_error_t err;
     json_t *obj = json_loadb(buf, len, 0, &err);
-    json_t *nick, *pic;
+    json_t *nick, *pic, *phc;
     int rc = STORE_NOT_FOUND;
 
     if (obj == NULL || !json_is_object(obj)) goto done;
     nick = json_object_get(obj, "nickname");
     pic = json_object_get(obj, "picture");
-    if (!json_is_string(nick) || (pic != NULL && !json_is_string(pic) && !json_is_null(pic)))
+    phc = json_object_get(obj, "phc");
+    if (!json_is_string(nick) || (pic != NULL && !json_is_string(pic) && !json_is_null(pic)) ||
+        (phc != NULL && !json_is_string(phc)))
         goto done;
     rc = STORE_NOMEM;
     out->nickname = strdup(json_string_value(nick));
@@ -63,6 +70,10 @@ static int entry_decode(const char *buf, size_t len, struct profile_cache_entry 
     if (json_is_string(pic)) {
         out->picture = strdup(json_string_value(pic));
         if (out->picture == NULL) goto done;
+    }
+    if (phc != NULL) {
+        out->password_hash = strdup(json_string_value(phc));
+        if (out->password_hash == NULL) goto done;
     }
     rc = STORE_OK;
 done:
@@ -128,6 +139,52 @@ int profile_cache_put(struct redis_pool *pool, const char *username,
                       const struct profile_cache_entry *e, int ttl_s)
 {
     return cache_set(pool, username, e, ttl_s, 0);
+}
+
+int profile_cache_get_with_session(struct redis_pool *pool, const char *jti, const char *username,
+                                   char **owner, struct profile_cache_entry *out, int *have_profile)
+{
+    char skey[SESSION_KEY_MAX], pkey[PROFILE_KEY_MAX];
+    int skey_len = session_store_key(skey, jti), pkey_len = profile_key(pkey, username);
+    redisReply *r;
+
+    *owner = NULL;
+    *have_profile = 0;
+    memset(out, 0, sizeof(*out));
+    if (skey_len < 0 || pkey_len < 0) return STORE_NOT_FOUND;
+    const char *argv[] = {"MGET", skey, pkey};
+    const size_t argvlen[] = {4, (size_t)skey_len, (size_t)pkey_len};
+    int rc = redis_pool_command(pool, &r, 3, argv, argvlen);
+    if (rc != STORE_OK) return rc;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        log_error(0, "event=redis_error op=mget error=\"unexpected reply type %d\"", r->type);
+        freeReplyObject(r);
+        return STORE_UNAVAILABLE;
+    }
+    const redisReply *sess = r->element[0], *prof = r->element[1];
+    rc = STORE_NOT_FOUND;
+    if (sess->type == REDIS_REPLY_STRING) {
+        rc = STORE_NOMEM;
+        *owner = strndup(sess->str, (size_t)sess->len);
+        if (*owner != NULL) rc = STORE_OK;
+    }
+    if (rc == STORE_OK && prof->type == REDIS_REPLY_STRING) {
+        int drc = entry_decode(prof->str, (size_t)prof->len, out);
+        if (drc == STORE_OK)
+            *have_profile = 1;
+        else if (drc == STORE_NOT_FOUND)
+            log_warn(0, "event=profile_cache outcome=corrupt_entry");
+        else
+            rc = drc;
+    }
+    if (rc != STORE_OK) {
+        free(*owner);
+        *owner = NULL;
+        profile_cache_entry_free(out);
+        *have_profile = 0;
+    }
+    freeReplyObject(r);
+    return rc;
 }
 
 int profile_cache_invalidate(struct redis_pool *pool, const char *username)

@@ -2,7 +2,13 @@
  * profile_cache: cache-aside copy of each user's public profile in Redis.
  *
  * Key "prof:<username>", value a small JSON object (jansson)
- * {"nickname": "...", "picture": "file.webp" | null}, TTL set by the caller.
+ * {"nickname": "...", "picture": "file.jpg" | null, "phc": "$argon2id$..."},
+ * TTL set by the caller. The PHC string lets a login find the user's
+ * current hash without MySQL (the credential cache in core/credcache.h
+ * compares against it); it is the same string MySQL holds, and every
+ * writer of the row (profile update, rehash) refreshes or drops the entry.
+ * Redis therefore holds argon2id hashes of recently active users: see
+ * docs/security.md.
  *
  * Read-your-writes: readers that missed fill the cache with SET NX EX, so a
  * reader that loaded an old row before a writer committed can never
@@ -17,8 +23,9 @@
 
 /* A cached profile; strings are heap copies owned by the struct. */
 struct profile_cache_entry {
-    char *nickname; /* UTF-8 */
-    char *picture;  /* file name under the pictures directory; NULL = none */
+    char *nickname;      /* UTF-8 */
+    char *picture;       /* file name under the pictures directory; NULL = none */
+    char *password_hash; /* argon2id PHC string; NULL when the entry has none */
 };
 
 /* Frees the strings of e and zeroes it. Safe on a zeroed entry and NULL. */
@@ -48,6 +55,19 @@ int profile_cache_fill(struct redis_pool *pool, const char *username,
  */
 int profile_cache_put(struct redis_pool *pool, const char *username,
                       const struct profile_cache_entry *e, int ttl_s);
+
+/*
+ * The read path of every authenticated request in one round trip:
+ * MGET sess:<jti> prof:<username>. On STORE_OK the session exists and
+ * *owner is the username it belongs to (heap, caller frees); *out is
+ * filled and *have_profile set to 1 when the profile entry was cached too
+ * (free with profile_cache_entry_free), else *have_profile is 0.
+ * Returns STORE_OK, STORE_NOT_FOUND (no such session), STORE_UNAVAILABLE
+ * or STORE_NOMEM.
+ */
+int profile_cache_get_with_session(struct redis_pool *pool, const char *jti, const char *username,
+                                   char **owner, struct profile_cache_entry *out,
+                                   int *have_profile);
 
 /* Deletes the entry of username (DEL; a missing entry is fine).
  * Returns STORE_OK or STORE_UNAVAILABLE. */

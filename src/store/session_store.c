@@ -7,11 +7,7 @@
 #include "common/log.h"
 #include "store/store.h"
 
-#define SESSION_KEY_PREFIX "sess:"
-#define SESSION_KEY_MAX 128 /* bytes; jti is 32 hex digits, we refuse longer ones */
-
-/* Writes "sess:<jti>" into key. Returns its length or -1 when jti is too long. */
-static int session_key(char key[SESSION_KEY_MAX], const char *jti)
+int session_store_key(char key[SESSION_KEY_MAX], const char *jti)
 {
     int n = snprintf(key, SESSION_KEY_MAX, SESSION_KEY_PREFIX "%s", jti);
     return (n < 0 || n >= SESSION_KEY_MAX) ? -1 : n;
@@ -20,7 +16,7 @@ static int session_key(char key[SESSION_KEY_MAX], const char *jti)
 int session_store_put(struct redis_pool *pool, const char *jti, const char *username, int ttl_s)
 {
     char key[SESSION_KEY_MAX], ttl[24];
-    int key_len = session_key(key, jti);
+    int key_len = session_store_key(key, jti);
     int ttl_len = snprintf(ttl, sizeof(ttl), "%d", ttl_s);
     redisReply *r;
 
@@ -40,7 +36,7 @@ int session_store_put(struct redis_pool *pool, const char *jti, const char *user
 int session_store_get(struct redis_pool *pool, const char *jti, char **username)
 {
     char key[SESSION_KEY_MAX];
-    int key_len = session_key(key, jti);
+    int key_len = session_store_key(key, jti);
     redisReply *r;
     int rc;
 
@@ -73,7 +69,7 @@ int session_store_get(struct redis_pool *pool, const char *jti, char **username)
 int session_store_delete(struct redis_pool *pool, const char *jti)
 {
     char key[SESSION_KEY_MAX];
-    int key_len = session_key(key, jti);
+    int key_len = session_store_key(key, jti);
     redisReply *r;
 
     if (key_len < 0) return STORE_OK; /* such a key was never stored */

@@ -20,6 +20,15 @@
  * Returns STORE_OK, STORE_UNAVAILABLE, or STORE_ERROR (bad arguments or
  * unexpected reply).
  */
+#define SESSION_KEY_PREFIX "sess:"
+#define SESSION_KEY_MAX 128 /* bytes; jti is 32 hex digits, we refuse longer ones */
+
+/*
+ * Writes the Redis key of session jti ("sess:<jti>", NUL-terminated) into
+ * key. Returns its length in bytes, or -1 when jti is too long.
+ */
+int session_store_key(char key[SESSION_KEY_MAX], const char *jti);
+
 int session_store_put(struct redis_pool *pool, const char *jti, const char *username, int ttl_s);
 
 /*

@@ -19,8 +19,8 @@ static const char SQL_GET[] =
     "SELECT id, username, nickname, password_hash, picture FROM users WHERE username = ?";
 static const char SQL_SET_HASH[] =
     "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?";
-static const char SQL_LOCK[] = "SELECT id, nickname, picture FROM users WHERE username = ? "
-                               "FOR UPDATE";
+static const char SQL_LOCK[] = "SELECT id, nickname, picture, password_hash FROM users "
+                               "WHERE username = ? FOR UPDATE";
 /* COALESCE keeps a column when its parameter is NULL: one statement covers
  * nickname only, picture only and both. */
 static const char SQL_UPDATE[] = "UPDATE users SET nickname = COALESCE(?, nickname), "
@@ -207,14 +207,15 @@ struct locked_row {
     uint32_t id;
     char nick[COL_NICKNAME_BYTES + 1];
     char pic[COL_PICTURE_BYTES + 1];
-    unsigned long nick_len, pic_len;
-    my_bool nick_null, pic_null;
+    char hash[COL_HASH_BYTES + 1];
+    unsigned long nick_len, pic_len, hash_len;
+    my_bool nick_null, pic_null, hash_null;
 };
 
 static int lock_row(struct db_conn *c, const char *username, struct locked_row *row)
 {
     MYSQL_STMT *st;
-    MYSQL_BIND param[1], res[3];
+    MYSQL_BIND param[1], res[4];
     unsigned long username_len;
     my_bool id_null = 0;
     int rc;
@@ -226,6 +227,7 @@ static int lock_row(struct db_conn *c, const char *username, struct locked_row *
     res[0].is_null = &id_null;
     bind_result_str(&res[1], row->nick, sizeof(row->nick), &row->nick_len, &row->nick_null);
     bind_result_str(&res[2], row->pic, sizeof(row->pic), &row->pic_len, &row->pic_null);
+    bind_result_str(&res[3], row->hash, sizeof(row->hash), &row->hash_len, &row->hash_null);
     return exec_fetch_one(c, st, param, res, "lock_user");
 }
 
@@ -295,6 +297,10 @@ static int update_profile(struct db_conn *c, const char *username, const char *n
         goto nomem;
     }
     if (dup_column(row.pic, row.pic_len, row.pic_null, old_picture) != 0) goto nomem;
+    /* The hash too, so the refreshed cache entry can serve logins (see profile_cache.h). */
+    if (dup_column(row.hash, row.hash_len, row.hash_null, &updated->password_hash) != 0 ||
+        updated->password_hash == NULL)
+        goto nomem;
     return STORE_OK;
 
 nomem:

@@ -50,8 +50,8 @@ int user_store_set_password_hash(struct db_pool *pool, const char *username, con
  * and/or the picture file name (when picture is not NULL) of username in
  * one transaction: the row is locked, the previous picture read, and both
  * columns written by one UPDATE, so no reader ever sees half of a change.
- * On STORE_OK, *updated holds the row as committed (password_hash NULL;
- * free with user_record_free) and *old_picture the previous picture file
+ * On STORE_OK, *updated holds the row as committed, password_hash included
+ * (free with user_record_free) and *old_picture the previous picture file
  * name (heap, caller frees) or NULL when there was none.
  * Returns STORE_OK, STORE_NOT_FOUND, STORE_UNAVAILABLE (including a COMMIT
  * whose outcome is unknown because the connection died), STORE_ERROR or
