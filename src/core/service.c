@@ -26,7 +26,7 @@
 /* Writers of one user's profile are serialised on one of these stripes, so
  * two concurrent updates of the same user commit and refresh the cache in
  * the same order (otherwise the older value could be cached last). */
-#define SERVICE_USER_LOCKS 64
+#define SERVICE_USER_LOCKS 1024
 
 #define MSG_DB_UNAVAILABLE "The database is unavailable, please retry."
 #define MSG_REDIS_UNAVAILABLE "The session store is unavailable, please retry."
@@ -207,16 +207,23 @@ static int verify_token(struct call *c, struct token_claims *claims)
 }
 
 /*
- * verify_token(), then the Redis session: sess:<jti> must exist and name
- * the token's subject (a logged-out token dies although its signature is
- * valid). Returns 0 with *claims filled, or -1 after replying.
+ * The Redis half of authentication: sess:<jti> must exist and name the
+ * token's subject (a logged-out token dies although its signature is
+ * valid). When entry is not NULL the subject's cached profile is fetched
+ * in the same round trip (*have_profile says whether there was one).
+ * Returns 0, or -1 after replying.
  */
-static int authenticate(struct call *c, struct token_claims *claims)
+static int check_session(struct call *c, const struct token_claims *claims,
+                         struct profile_cache_entry *entry, int *have_profile)
 {
     struct service *svc = c->svc;
     char *owner = NULL;
-    if (verify_token(c, claims) != 0) return -1;
-    int rc = session_store_get(svc->redis, claims->jti, &owner);
+    int rc;
+    if (entry != NULL)
+        rc = profile_cache_get_with_session(svc->redis, claims->jti, claims->sub, &owner, entry,
+                                            have_profile);
+    else
+        rc = session_store_get(svc->redis, claims->jti, &owner);
     if (rc == STORE_NOT_FOUND) {
         reply_bad_session(c, "session_gone");
         return -1;
@@ -227,9 +234,13 @@ static int authenticate(struct call *c, struct token_claims *claims)
     }
     rc = strcmp(owner, claims->sub) == 0 ? 0 : -1;
     free(owner);
-    if (rc != 0) reply_bad_session(c, "session_mismatch");
+    if (rc != 0) {
+        if (entry != NULL) profile_cache_entry_free(entry);
+        reply_bad_session(c, "session_mismatch");
+    }
     return rc;
 }
+
 
 /* ------------------------------------------------------------------ LOGIN */
 
@@ -403,28 +414,11 @@ static void handle_get_profile(struct call *c)
     struct token_claims claims;
     struct profile_cache_entry entry = {0};
     struct user_record u = {0};
-    char *owner = NULL;
     int have_profile = 0, rc;
 
-    if (verify_token(c, &claims) != 0) return;
     /* Session and cached profile in one Redis round trip (the hot path). */
-    rc = profile_cache_get_with_session(svc->redis, claims.jti, claims.sub, &owner, &entry,
-                                        &have_profile);
-    if (rc == STORE_NOT_FOUND) {
-        reply_bad_session(c, "session_gone");
+    if (verify_token(c, &claims) != 0 || check_session(c, &claims, &entry, &have_profile) != 0)
         return;
-    }
-    if (rc != STORE_OK) {
-        reply_redis_failure(c, rc);
-        return;
-    }
-    rc = strcmp(owner, claims.sub);
-    free(owner);
-    if (rc != 0) {
-        profile_cache_entry_free(&entry);
-        reply_bad_session(c, "session_mismatch");
-        return;
-    }
     if (have_profile) {
         if (set_profile(c, claims.sub, entry.nickname, entry.picture) != 0)
             reply_internal(c, "out_of_memory");
@@ -517,6 +511,74 @@ static void reply_picture_failure(struct call *c, int prc)
     }
 }
 
+/* Writes the nickname_change audit line. */
+static void log_nickname_change(struct call *c, const char *nickname)
+{
+    char q[NICKNAME_MAX_BYTES * 4 + 8];
+    log_info(c->rid, "event=nickname_change outcome=success user=%s ip=%s nickname=%s", c->user,
+             c->ip, log_quote(q, sizeof(q), nickname, strlen(nickname)));
+}
+
+/*
+ * The common edit, a nickname alone: one Redis round trip for the session
+ * and the cached row, one autocommit UPDATE, one cache write. The user's
+ * lock is taken before the cache is read, so the picture and hash copied
+ * into the refreshed entry cannot be older than a concurrent writer's.
+ */
+static void update_nickname(struct call *c, const struct token_claims *claims, const char *nickname)
+{
+    struct service *svc = c->svc;
+    struct profile_cache_entry entry = {0};
+    struct user_record row = {0};
+    int have_profile = 0, rc;
+    pthread_mutex_t *lock = user_lock(svc, claims->sub);
+
+    pthread_mutex_lock(lock);
+    if (check_session(c, claims, &entry, &have_profile) != 0) goto done;
+    rc = user_store_set_nickname(svc->db, claims->sub, nickname);
+    if (rc == STORE_NOT_FOUND) {
+        (void)session_store_delete(svc->redis, claims->jti);
+        (void)profile_cache_invalidate(svc->redis, claims->sub);
+        reply_bad_session(c, "user_gone");
+        goto done;
+    }
+    if (rc != STORE_OK) {
+        /* The outcome of a failed autocommit may be unknown: let the next read ask MySQL. */
+        (void)profile_cache_invalidate(svc->redis, claims->sub);
+        reply_db_failure(c, rc);
+        goto done;
+    }
+    if (have_profile && entry.password_hash != NULL) {
+        row.username = strdup(claims->sub);
+        row.nickname = strdup(nickname);
+        row.picture = entry.picture, entry.picture = NULL;
+        row.password_hash = entry.password_hash, entry.password_hash = NULL;
+        rc = row.username != NULL && row.nickname != NULL ? STORE_OK : STORE_NOMEM;
+    } else {
+        rc = user_store_get_by_username(svc->db, claims->sub, &row);
+    }
+    if (rc != STORE_OK) {
+        (void)profile_cache_invalidate(svc->redis, claims->sub);
+        if (rc == STORE_NOT_FOUND)
+            reply_bad_session(c, "user_gone");
+        else
+            reply_db_failure(c, rc); /* NOMEM lands in "internal" there */
+        goto done;
+    }
+    refresh_cache(c, &row);
+    pthread_mutex_unlock(lock);
+    lock = NULL;
+    log_nickname_change(c, nickname);
+    if (set_profile(c, row.username, row.nickname, row.picture) != 0)
+        reply_internal(c, "out_of_memory");
+    else
+        c->resp->status = RPC__STATUS__STATUS_OK;
+done:
+    if (lock != NULL) pthread_mutex_unlock(lock);
+    profile_cache_entry_free(&entry);
+    user_record_free(&row);
+}
+
 static void handle_update_profile(struct call *c)
 {
     struct service *svc = c->svc;
@@ -528,7 +590,7 @@ static void handle_update_profile(struct call *c)
     pthread_mutex_t *lock = NULL;
     int created = 0, rc;
 
-    if (authenticate(c, &claims) != 0) return;
+    if (verify_token(c, &claims) != 0) return;
     if (!req->set_nickname && !req->set_picture) {
         reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "nothing_to_update",
                     "nothing_to_update", "Nothing to update: send a nickname or a picture.");
@@ -548,7 +610,13 @@ static void handle_update_profile(struct call *c)
             reply_internal(c, "out_of_memory");
             return;
         }
+        if (!req->set_picture) {
+            update_nickname(c, &claims, nickname);
+            free(nickname);
+            return;
+        }
     }
+    if (check_session(c, &claims, NULL, NULL) != 0) goto done;
     if (req->set_picture) {
         /* The slow part (decode, resize, encode) runs before any lock. */
         rc = picture_prepare(svc->pictures, claims.sub, req->picture.data, req->picture.len, c->rid,
@@ -592,11 +660,7 @@ static void handle_update_profile(struct call *c)
     pthread_mutex_unlock(lock);
     lock = NULL;
 
-    if (nickname != NULL) {
-        char q[NICKNAME_MAX_BYTES * 4 + 8];
-        log_info(c->rid, "event=nickname_change outcome=success user=%s ip=%s nickname=%s", c->user,
-                 c->ip, log_quote(q, sizeof(q), nickname, strlen(nickname)));
-    }
+    if (nickname != NULL) log_nickname_change(c, nickname);
     if (req->set_picture)
         log_info(c->rid,
                  "event=picture_change outcome=success user=%s ip=%s picture=%s bytes_in=%zu "

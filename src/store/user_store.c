@@ -13,12 +13,13 @@
 #define COL_PICTURE_BYTES 128
 
 /* Prepared statement slots in each pooled connection. */
-enum { ST_GET = 0, ST_SET_HASH = 1, ST_LOCK = 2, ST_UPDATE = 3 };
+enum { ST_GET = 0, ST_SET_HASH = 1, ST_LOCK = 2, ST_UPDATE = 3, ST_SET_NICK = 4 };
 
 static const char SQL_GET[] =
     "SELECT id, username, nickname, password_hash, picture FROM users WHERE username = ?";
 static const char SQL_SET_HASH[] =
     "UPDATE users SET password_hash = ? WHERE username = ? AND password_hash = ?";
+static const char SQL_SET_NICK[] = "UPDATE users SET nickname = ? WHERE username = ?";
 static const char SQL_LOCK[] = "SELECT id, nickname, picture, password_hash FROM users "
                                "WHERE username = ? FOR UPDATE";
 /* COALESCE keeps a column when its parameter is NULL: one statement covers
@@ -183,6 +184,41 @@ static int set_password_hash(struct db_conn *c, const char *username, const char
     my_ulonglong n = mysql_stmt_affected_rows(st);
     if (n == (my_ulonglong)-1) return db_conn_fail(c, st, "set_password_hash");
     return n == 0 ? STORE_NOT_FOUND : STORE_OK;
+}
+
+static int set_nickname(struct db_conn *c, const char *username, const char *nickname)
+{
+    MYSQL_STMT *st;
+    MYSQL_BIND param[2];
+    unsigned long lens[2];
+    int rc;
+
+    rc = db_conn_prepare(c, ST_SET_NICK, SQL_SET_NICK, &st);
+    if (rc != STORE_OK) return rc;
+    bind_param_str(&param[0], nickname, &lens[0]);
+    bind_param_str(&param[1], username, &lens[1]);
+    if (mysql_stmt_bind_param(st, param) != 0 || mysql_stmt_execute(st) != 0)
+        return db_conn_fail(c, st, "set_nickname");
+    my_ulonglong n = mysql_stmt_affected_rows(st);
+    if (n == (my_ulonglong)-1) return db_conn_fail(c, st, "set_nickname");
+    /* CLIENT_FOUND_ROWS: an unchanged nickname still counts its row. */
+    return n == 0 ? STORE_NOT_FOUND : STORE_OK;
+}
+
+int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname)
+{
+    struct db_conn *c;
+    int rc;
+
+    for (int attempt = 0;; attempt++) {
+        rc = db_pool_acquire(pool, &c);
+        if (rc != STORE_OK) return rc;
+        /* One autocommit statement: running it twice sets the same value. */
+        rc = set_nickname(c, username, nickname);
+        int retry = attempt == 0 && db_pool_should_retry(pool, c, rc);
+        db_pool_release(pool, c);
+        if (!retry) return rc;
+    }
 }
 
 int user_store_set_password_hash(struct db_pool *pool, const char *username, const char *old_hash,
