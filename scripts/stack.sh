@@ -433,12 +433,33 @@ run_foreground() {
     echo
     tail -n 0 -F "$LOG_DIR/core.log" "$LOG_DIR/web.log" &
     tail_pid=$!
-    # Stay here until a signal arrives or a server dies.
+    # Supervise until a signal arrives, as systemd's Restart=always would: a
+    # server that dies is started again after a pause, so the other one keeps
+    # serving (the web server answers 503 while the core is away). A server
+    # that keeps dying (5 restarts within a minute) ends the run.
+    local -A restarts=()
+    local -A window=()
     while :; do
         for s in core web; do
             if ! pid_alive "$RUN_DIR/$s.pid" "profile-$s" >/dev/null; then
-                say "$s exited unexpectedly (see $LOG_DIR/$s.log)"
-                exit 1
+                local now
+                now=$(date +%s)
+                if [ $((now - ${window[$s]:-0})) -gt 60 ]; then
+                    window[$s]=$now
+                    restarts[$s]=0
+                fi
+                restarts[$s]=$((${restarts[$s]:-0} + 1))
+                if [ "${restarts[$s]}" -gt 5 ]; then
+                    say "$s keeps exiting (see $LOG_DIR/$s.log); giving up"
+                    exit 1
+                fi
+                say "$s exited unexpectedly (see $LOG_DIR/$s.log); restarting it in 2 s"
+                sleep 2
+                if [ "$s" = core ]; then
+                    server_start core "$CORE_HOST" "$CORE_PORT" || say "core did not come back"
+                else
+                    server_start web "$WEB_HOST" "$WEB_PORT" || say "web did not come back"
+                fi
             fi
         done
         sleep 1 &

@@ -52,6 +52,7 @@ static const struct config_key config_keys[] = {
     INT("rpc", "slow_pool_size", rpc.slow_pool_size, 1, 4096),
     INT("rpc", "connect_timeout_ms", rpc.connect_timeout_ms, 1, 60000),
     INT("rpc", "io_timeout_ms", rpc.io_timeout_ms, 1, 600000),
+    INT("rpc", "slow_io_timeout_ms", rpc.slow_io_timeout_ms, 1, 600000),
     INT("rpc", "pool_wait_ms", rpc.pool_wait_ms, 0, 60000),
     {"rpc", "max_frame_bytes", CFG_U32, F(rpc.max_frame_bytes), 1024, 1LL << 30},
 
@@ -98,7 +99,7 @@ static void config_defaults(struct config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     snprintf(cfg->web.host, sizeof(cfg->web.host), "127.0.0.1");
     cfg->web.port = 8080;
-    cfg->web.threads = 8;
+    cfg->web.threads = 16;
     snprintf(cfg->web.templates_dir, sizeof(cfg->web.templates_dir), "web/templates");
     snprintf(cfg->web.static_dir, sizeof(cfg->web.static_dir), "web/static");
     cfg->web.connection_timeout_s = 30;
@@ -108,7 +109,8 @@ static void config_defaults(struct config *cfg)
     cfg->rpc.pool_size = 32;
     cfg->rpc.slow_pool_size = 16;
     cfg->rpc.connect_timeout_ms = 500;
-    cfg->rpc.io_timeout_ms = 15000;
+    cfg->rpc.io_timeout_ms = 2000;
+    cfg->rpc.slow_io_timeout_ms = 15000;
     cfg->rpc.pool_wait_ms = 1000;
     cfg->rpc.max_frame_bytes = 16u << 20;
 

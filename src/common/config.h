@@ -37,9 +37,12 @@ struct config_rpc {
     int pool_size;      /* max persistent connections web -> core for fast requests; default 32 */
     int slow_pool_size; /* connections and worker threads for slow requests (logins, uploads);
                            default 16 */
-    int connect_timeout_ms;   /* TCP connect to the core, milliseconds; default 500 */
-    int io_timeout_ms;        /* whole request/response exchange, milliseconds; default 15000 */
-    int pool_wait_ms;         /* wait for a free pooled connection, milliseconds; default 1000 */
+    int connect_timeout_ms; /* TCP connect to the core, milliseconds; default 500 */
+    int io_timeout_ms;      /* whole exchange of a fast request (profile read, nickname), ms;
+                               default 2000: a hung core costs a web thread at most this long */
+    int slow_io_timeout_ms; /* whole exchange of a slow request (login, picture), ms; default 15000
+                             */
+    int pool_wait_ms;       /* wait for a free pooled connection, milliseconds; default 1000 */
     uint32_t max_frame_bytes; /* largest frame either side accepts, bytes; default 16 MiB */
 };
 

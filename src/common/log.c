@@ -1,5 +1,6 @@
 /* log: see log.h. */
 #include "common/log.h"
+#include "common/validate.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,6 +73,23 @@ char *log_quote(char *out, size_t out_size, const char *s, size_t len)
         unsigned char c = (unsigned char)s[i];
         char tmp[4];
         size_t k = 0;
+        uint32_t cp;
+        size_t n = c >= 0x80 ? validate_utf8_next((const unsigned char *)s, len, i, &cp) : 0;
+        /* Readable text stays readable (Zoë, 李, emoji); C1 controls, line
+         * and paragraph separators and bidi controls stay escaped, so no
+         * value can start a new line or reorder one on a terminal. */
+        if (n > 1 && cp >= 0xa0 && cp != 0x2028 && cp != 0x2029 &&
+            !(cp >= 0x202a && cp <= 0x202e) && !(cp >= 0x2066 && cp <= 0x2069)) {
+            if (o + n > limit - 1) {
+                memcpy(out + o, "...", 3);
+                o += 3;
+                break;
+            }
+            memcpy(out + o, s + i, n);
+            o += n;
+            i += n - 1;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             tmp[k++] = '\\';
             tmp[k++] = (char)c;

@@ -37,8 +37,10 @@ void log_write(enum log_level level, uint64_t rid, const char *fmt, ...)
 
 /*
  * Copies s (len bytes, need not be NUL-terminated) into out as a
- * double-quoted string, escaping '"', '\\' and every byte outside printable
- * ASCII as \xHH, truncating with "..." to fit out_size (bytes, >= 8).
+ * double-quoted string: printable ASCII and well-formed UTF-8 text (code
+ * points from U+00A0, except the line/paragraph separators and bidi
+ * controls) as is, '"' and '\\' backslash-escaped, every other byte as
+ * \xHH; truncated with "..." to fit out_size (bytes, >= 8).
  * Returns out, always NUL-terminated.
  */
 char *log_quote(char *out, size_t out_size, const char *s, size_t len);

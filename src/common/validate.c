@@ -21,7 +21,7 @@ int validate_username(const char *s, size_t len)
  * Returns the sequence length in bytes (1..4) and sets *cp, or 0 when the
  * bytes are not well-formed UTF-8.
  */
-static size_t utf8_decode(const unsigned char *s, size_t len, size_t i, uint32_t *cp)
+size_t validate_utf8_next(const unsigned char *s, size_t len, size_t i, uint32_t *cp)
 {
     unsigned char c = s[i];
     if (c < 0x80) {
@@ -49,16 +49,22 @@ static size_t utf8_decode(const unsigned char *s, size_t len, size_t i, uint32_t
     return n;
 }
 
+/* Unicode White_Space, plus the invisible zero-width characters that only
+ * make a nickname look empty or padded (ZWSP, word joiner, BOM, MVS). */
 static int is_space(uint32_t cp)
 {
     return cp == ' ' || (cp >= 0x09 && cp <= 0x0d) || cp == 0x85 || cp == 0xa0 || cp == 0x1680 ||
-           (cp >= 0x2000 && cp <= 0x200a) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
-           cp == 0x205f || cp == 0x3000;
+           (cp >= 0x2000 && cp <= 0x200b) || cp == 0x2028 || cp == 0x2029 || cp == 0x202f ||
+           cp == 0x205f || cp == 0x3000 || cp == 0x2060 || cp == 0xfeff || cp == 0x180e;
 }
 
+/* C0 and C1 controls and DEL, and the bidirectional embedding, override and
+ * isolate controls (U+202A..U+202E, U+2066..U+2069), which let a name
+ * display reversed text around it ("Trojan Source", CVE-2021-42574). */
 static int is_control(uint32_t cp)
 {
-    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+           (cp >= 0x2066 && cp <= 0x2069);
 }
 
 int validate_nickname(const char *str, size_t len, size_t *start, size_t *trimmed_len)
@@ -69,7 +75,7 @@ int validate_nickname(const char *str, size_t len, size_t *start, size_t *trimme
     /* Pass 1: well-formedness and the trimmed range. */
     while (i < len) {
         uint32_t cp;
-        size_t n = utf8_decode(s, len, i, &cp);
+        size_t n = validate_utf8_next(s, len, i, &cp);
         if (n == 0) return NICKNAME_BAD_UTF8;
         if (!is_space(cp)) {
             if (first == len) first = i;
@@ -82,7 +88,7 @@ int validate_nickname(const char *str, size_t len, size_t *start, size_t *trimme
     size_t count = 0;
     for (i = first; i < end;) {
         uint32_t cp;
-        size_t n = utf8_decode(s, end, i, &cp);
+        size_t n = validate_utf8_next(s, end, i, &cp);
         if (is_control(cp)) return NICKNAME_CONTROL;
         if (++count > NICKNAME_MAX_CODEPOINTS) return NICKNAME_TOO_LONG;
         i += n;
@@ -104,7 +110,7 @@ const char *validate_nickname_message(int err)
     case NICKNAME_BAD_UTF8:
         return "Nickname is not valid UTF-8 text.";
     case NICKNAME_CONTROL:
-        return "Nickname must not contain control characters.";
+        return "Nickname must not contain control or text-direction characters.";
     default:
         return "Nickname is invalid.";
     }

@@ -110,7 +110,7 @@ int main(int argc, char **argv)
         .port = cfg.core.port,
         .max_connections = cfg.core.max_connections,
         .max_frame_bytes = cfg.rpc.max_frame_bytes,
-        .io_timeout_ms = cfg.rpc.io_timeout_ms,
+        .io_timeout_ms = cfg.rpc.slow_io_timeout_ms, /* reading a 10 MiB picture frame */
         .handler = service_handle,
         .handler_ctx = svc,
     };

@@ -241,7 +241,6 @@ static int check_session(struct call *c, const struct token_claims *claims,
     return rc;
 }
 
-
 /* ------------------------------------------------------------------ LOGIN */
 
 /* After a successful login with an outdated hash: store one at today's cost.
@@ -496,7 +495,8 @@ static void reply_picture_failure(struct call *c, int prc)
                     "picture_unsupported", MSG_UNSUPPORTED);
         break;
     case PICTURE_TOO_MANY_PIXELS:
-        reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "picture_too_many_pixels",
+        /* Too big in pixels is still "too large": 413 on every route. */
+        reply_error(c, RPC__STATUS__STATUS_TOO_LARGE, "picture_too_many_pixels",
                     "picture_too_many_pixels",
                     "The picture has too many pixels (at most %llu million).",
                     PICTURE_MAX_PIXELS / 1000000ULL);

@@ -24,7 +24,7 @@ static enum MHD_Result unavailable(struct web_request *req)
 
 static enum MHD_Result no_token(struct web_request *req)
 {
-    return reply_json_error(req, MHD_HTTP_UNAUTHORIZED, "unauthenticated",
+    return reply_json_error(req, MHD_HTTP_UNAUTHORIZED, "invalid_session",
                             "Log in first: this request carries no session token.");
 }
 

@@ -34,6 +34,9 @@ enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Resp
         ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, req->set_cookie) == MHD_YES;
     if (req->allow != NULL)
         ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow) == MHD_YES;
+    /* RFC 9110 10.2.3: tell clients when an outage answer is worth retrying. */
+    if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
+        ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1") == MHD_YES;
     if (!ok) {
         /* A response without its cookie or security headers must not go out. */
         log_error(req->rid, "reply: cannot add response headers");

@@ -30,6 +30,10 @@
 #define DRAIN_MAX (8 * 1024 * 1024) /* bytes read and dropped after a 413 before closing */
 #define CONNECTION_LIMIT_MAX 4096   /* simultaneous HTTP connections, at most */
 #define SLOW_QUEUE_MAX 1024         /* slow requests waiting for a worker before 503 */
+#define CONNECTION_MEMORY                                                                          \
+    (16 * 1024) /* bytes per connection for headers and buffers; 2000                              \
+                   connections fit in 32 MiB (libmicrohttpd's default is                           \
+                   32 KiB) and a 4 KiB session cookie still fits */
 
 typedef enum MHD_Result (*handler_fn)(struct web_request *req);
 
@@ -129,9 +133,11 @@ static void body_fail(struct web_request *req, int status, const char *code, con
 static void body_too_large(struct web_request *req)
 {
     if (req->body_kind == REQUEST_BODY_IMAGE || req->body_max > SMALL_BODY_MAX)
-        body_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", req->app->picture_too_large_msg);
+        body_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "picture_too_large",
+                  req->app->picture_too_large_msg);
     else
-        body_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "too_large", "The request body is too large.");
+        body_fail(req, MHD_HTTP_CONTENT_TOO_LARGE, "body_too_large",
+                  "The request body is too large.");
 }
 
 static void form_failed(struct web_request *req, int st)
@@ -281,6 +287,12 @@ static enum MHD_Result body_take(struct web_request *req, const char *data, size
     return MHD_YES;
 }
 
+/* Answers with the error the body (or the request line) earned. */
+static enum MHD_Result body_error_reply(struct web_request *req)
+{
+    return fail(req, req->body_error, req->body_error_code, req->body_error_msg);
+}
+
 /* ---- routing ------------------------------------------------------------------- */
 
 static const struct route *find_route(const char *path)
@@ -369,8 +381,15 @@ static enum body_spec route_request(struct web_request *req)
  * consumed); only a body we refuse outright is answered now, and closing
  * is then what we want.
  */
-static enum MHD_Result begin(struct web_request *req)
+static enum MHD_Result begin(struct web_request *req, const char *version)
 {
+    /* RFC 9112 3.2: a client MUST send Host in HTTP/1.1; a server MUST answer 400 without it. */
+    if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && request_header(req, "Host") == NULL) {
+        route_request(req);
+        body_fail(req, MHD_HTTP_BAD_REQUEST, "missing_host", "The request has no Host header.");
+        req->handler = body_error_reply;
+        return req->handler(req);
+    }
     body_begin(req, route_request(req));
     if (req->body_error) return req->handler(req);
     return MHD_YES;
@@ -461,7 +480,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               size_t *upload_data_size, void **con_cls)
 {
     struct web_request *req = *con_cls;
-    (void)version;
     if (req == NULL) {
         req = request_new(cls, conn, url, method);
         if (req == NULL) {
@@ -469,7 +487,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return MHD_NO;
         }
         *con_cls = req;
-        return begin(req);
+        return begin(req, version);
     }
     if (req->deferred) return finish_deferred(req);
     if (req->status != 0) { /* answered already; drop whatever still arrives */
@@ -528,6 +546,23 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     request_free(req);
 }
 
+/*
+ * Percent-decodes a URL path or argument in place (libmicrohttpd's own
+ * decoder), then turns any decoded NUL into DEL: C strings would otherwise
+ * end at "%00" and "/static/a.css%00.png" would be served as a.css. DEL is
+ * refused by every name check, so such a path is simply not found.
+ * Returns the decoded length.
+ */
+static size_t unescape_no_nul(void *cls, struct MHD_Connection *conn, char *s)
+{
+    (void)cls;
+    (void)conn;
+    size_t n = MHD_http_unescape(s);
+    for (size_t i = 0; i < n; i++)
+        if (s[i] == '\0') s[i] = 0x7f;
+    return n;
+}
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
@@ -581,6 +616,7 @@ struct web_server *web_server_start(const struct config *cfg)
     srv->app.pool = rpc_pool_create(&cfg->rpc);
     struct config_rpc slow_rpc = cfg->rpc;
     slow_rpc.pool_size = cfg->rpc.slow_pool_size;
+    slow_rpc.io_timeout_ms = cfg->rpc.slow_io_timeout_ms;
     srv->app.slow_pool = rpc_pool_create(&slow_rpc);
     if (srv->app.pool == NULL || srv->app.slow_pool == NULL) {
         log_error(0, "web: cannot create the RPC pools: %s", strerror(errno));
@@ -614,6 +650,8 @@ struct web_server *web_server_start(const struct config *cfg)
         MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->web.threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->web.connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, NULL,
         MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
         MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
         MHD_OPTION_END);

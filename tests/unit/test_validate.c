@@ -117,6 +117,28 @@ static void nickname_refuses_control_characters(void **state)
                      NICKNAME_CONTROL); /* C1 NEL inside */
 }
 
+static void nickname_of_only_zero_width_characters_is_empty(void **state)
+{
+    (void)state;
+    assert_int_equal(NICK("\xe2\x80\x8b"), NICKNAME_EMPTY);              /* U+200B */
+    assert_int_equal(NICK("\xef\xbb\xbf\xe2\x81\xa0 "), NICKNAME_EMPTY); /* BOM, WJ */
+}
+
+static void nickname_refuses_bidi_overrides_but_keeps_joiners(void **state)
+{
+    (void)state;
+    assert_int_equal(NICK("abc\xe2\x80\xae"
+                          "dcba"),
+                     NICKNAME_CONTROL); /* U+202E RLO */
+    assert_int_equal(NICK("a\xe2\x81\xa6"
+                          "b"),
+                     NICKNAME_CONTROL); /* U+2066 LRI */
+    /* family emoji: man ZWJ woman ZWJ girl */
+    assert_int_equal(
+        NICK("\xf0\x9f\x91\xa8\xe2\x80\x8d\xf0\x9f\x91\xa9\xe2\x80\x8d\xf0\x9f\x91\xa7"),
+        NICKNAME_OK);
+}
+
 static void nickname_messages_are_sentences(void **state)
 {
     (void)state;
@@ -139,6 +161,8 @@ int main(void)
         cmocka_unit_test(nickname_allows_64_code_points_not_65),
         cmocka_unit_test(nickname_refuses_malformed_utf8),
         cmocka_unit_test(nickname_refuses_control_characters),
+        cmocka_unit_test(nickname_of_only_zero_width_characters_is_empty),
+        cmocka_unit_test(nickname_refuses_bidi_overrides_but_keeps_joiners),
         cmocka_unit_test(nickname_messages_are_sentences),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,95 @@
+"""The caches in front of MySQL and argon2id never change an answer.
+
+The core keeps each user's profile (with the stored password hash) in Redis
+and remembers recently verified logins (core/credcache.h). These tests prove
+what a user sees is what the database says: a cached login still refuses a
+wrong password, a login after an edit reports the edit, and concurrent edits
+of nickname and picture end in a profile that the next write fully replaces.
+"""
+
+import concurrent.futures
+import unittest
+
+import helpers
+import images
+from helpers import PASSWORD, get_profile, login, login_token, patch_nickname, request
+
+
+def setUpModule():
+    helpers.require_stack()
+
+
+def put_picture(token, data, content_type="image/png"):
+    return request("PUT", "/api/v1/profile/picture", body=data,
+                   headers={"Content-Type": content_type}, token=token)
+
+
+class CredentialCacheTest(helpers.StackTestCase):
+
+    def test_wrong_password_is_refused_after_cached_logins(self):
+        for _ in range(3):  # the second and third are served by the credential cache
+            resp, _ = login("user701")
+            self.assertEqual(resp.status, 200, resp)
+        for wrong in ("password124", "password12", PASSWORD + " ", "PASSWORD123", "p"):
+            resp, token = login("user701", wrong)
+            self.assertEqual(resp.status, 401, (wrong, resp))
+            self.assertIsNone(token)
+        resp, _ = login("user701")
+        self.assertEqual(resp.status, 200, resp)
+
+    def test_cached_login_of_one_user_never_admits_another(self):
+        self.assertEqual(login("user702")[0].status, 200)
+        resp, token = login("user703", "not-the-password")
+        self.assertEqual(resp.status, 401, resp)
+        resp = login("user703")[0]
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json()["username"], "user703")
+
+
+class ProfileCacheTest(helpers.StackTestCase):
+
+    def test_login_after_nickname_change_reports_the_new_nickname(self):
+        token = login_token(self, "user704")
+        nickname = "after-edit " + helpers.unique_suffix()
+        self.assertEqual(patch_nickname(token, nickname).status, 200)
+        resp, _ = login("user704")
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json()["nickname"], nickname)
+
+    def test_login_after_picture_change_reports_the_new_picture(self):
+        token = login_token(self, "user705")
+        resp = put_picture(token, images.png(40, 30))
+        self.assertEqual(resp.status, 200, resp)
+        url = resp.json()["picture_url"]
+        resp, _ = login("user705")
+        self.assertEqual(resp.json()["picture_url"], url)
+
+    def test_concurrent_nickname_and_picture_edits_end_consistent(self):
+        token = login_token(self, "user706")
+        pictures = [images.png(20 + i, 20) for i in range(6)]
+
+        def edit(i):
+            if i % 4 == 0:
+                return put_picture(token, pictures[(i // 4) % len(pictures)]).status
+            return patch_nickname(token, "concurrent %d" % i).status
+
+        with concurrent.futures.ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(edit, range(48)))
+        self.assertEqual(set(statuses), {200}, statuses)
+
+        # The next writes win, whatever order the concurrent ones took.
+        final = "final " + helpers.unique_suffix()
+        resp = put_picture(token, images.png(33, 17))
+        self.assertEqual(resp.status, 200, resp)
+        picture_url = resp.json()["picture_url"]
+        resp = patch_nickname(token, final)
+        self.assertEqual(resp.status, 200, resp)
+        self.assertEqual(resp.json(), {"username": "user706", "nickname": final,
+                                       "picture_url": picture_url})
+        self.assertEqual(get_profile(token).json(), resp.json())
+        self.assertEqual(login("user706")[0].json(), resp.json())
+        self.assertEqual(helpers.get(picture_url).status, 200)
+
+
+if __name__ == "__main__":
+    unittest.main()
