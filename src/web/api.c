@@ -118,7 +118,7 @@ enum MHD_Result api_login(struct web_request *req)
     } else if (resp->status == RPC__STATUS__STATUS_OK && resp->profile != NULL) {
         long ttl = resp->token_ttl_s ? (long)resp->token_ttl_s : req->app->cfg->core.token_ttl_s;
         if (reply_set_session_cookie(req, resp->token, ttl) != 0)
-            q = reply_json_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+            q = reply_json_error(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
                                  request_error_message(500));
         else
             q = profile_reply(req, resp, 0);

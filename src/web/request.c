@@ -293,7 +293,7 @@ const char *request_error_code(int http_status)
     case 503:
         return "unavailable";
     default:
-        return "internal";
+        return "internal_error";
     }
 }
 

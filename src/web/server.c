@@ -154,7 +154,8 @@ static void form_failed(struct web_request *req, int st)
         body_fail(req, MHD_HTTP_BAD_REQUEST, "too_many_fields", form_status_message(st));
         break;
     case FORM_ERR_NOMEM:
-        body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", request_error_message(500));
+        body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+                  request_error_message(500));
         break;
     default:
         body_fail(req, MHD_HTTP_BAD_REQUEST, "malformed_form", form_status_message(st));
@@ -223,7 +224,8 @@ static void body_begin(struct web_request *req, enum body_spec spec)
         /* Buffered bodies get their exact size once instead of growing by doubling. */
         if ((req->body_kind == REQUEST_BODY_JSON || req->body_kind == REQUEST_BODY_IMAGE) &&
             html_buf_reserve(&req->body, (size_t)n) != 0) {
-            body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", request_error_message(500));
+            body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+                      request_error_message(500));
             return;
         }
     }
@@ -231,7 +233,7 @@ static void body_begin(struct web_request *req, enum body_spec spec)
         req->form = form_create(req->conn, &lim);
         if (req->form == NULL) {
             if (errno == ENOMEM)
-                body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal",
+                body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
                           request_error_message(500));
             else
                 body_fail(req, MHD_HTTP_UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type",
@@ -279,7 +281,8 @@ static enum MHD_Result body_take(struct web_request *req, const char *data, size
             (void)html_buf_reserve(&req->body, want);
         }
         if (html_buf_append(&req->body, data, size) != 0)
-            body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal", request_error_message(500));
+            body_fail(req, MHD_HTTP_INTERNAL_SERVER_ERROR, "internal_error",
+                      request_error_message(500));
         break;
     default:
         break;
