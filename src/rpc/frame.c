@@ -9,6 +9,8 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#define RPC_FRAME_READ_CHUNK 4096 /* bytes asked for by the first recv of a frame */
+
 const char *rpc_status_str(int status)
 {
     switch (status) {
@@ -119,23 +121,61 @@ static int read_exact(int fd, uint8_t *dst, size_t len, int64_t deadline, size_t
     return RPC_OK;
 }
 
+/*
+ * Reads whatever is available (at least one byte, at most room bytes) into
+ * dst, waiting until the deadline. Returns the byte count, 0 at EOF, or a
+ * negative rpc_status.
+ */
+static ssize_t read_some(int fd, uint8_t *dst, size_t room, int64_t deadline)
+{
+    for (;;) {
+        ssize_t n = recv(fd, dst, room, MSG_DONTWAIT);
+        if (n >= 0) return n;
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) return RPC_ERR_IO;
+        int rc = wait_ready(fd, POLLIN, deadline);
+        if (rc != RPC_OK) return rc;
+    }
+}
+
 int rpc_frame_read(int fd, struct rpc_buf *buf, uint32_t max, int timeout_ms)
 {
     int64_t deadline = timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
-    uint8_t header[RPC_FRAME_HEADER_BYTES];
-    size_t got = 0;
     uint32_t n = 0;
+    size_t got = 0;
+    int rc;
+
+    /*
+     * One recv usually brings the header and the whole payload of a small
+     * message (requests and answers are a few hundred bytes): read greedily
+     * into a buffer of RPC_FRAME_READ_CHUNK, and only then as much as the
+     * header announces. Bytes beyond the frame mean the peer sent a second
+     * message before this one was answered, which the protocol forbids.
+     */
     buf->len = 0;
-    int rc = read_exact(fd, header, sizeof(header), deadline, &got);
+    rc = rpc_buf_reserve(buf, RPC_FRAME_READ_CHUNK);
     if (rc != RPC_OK) return rc;
-    rc = rpc_frame_parse(header, sizeof(header), max, &n);
-    if (rc == RPC_ERR_FRAME) return rc;
-    /* rc is RPC_NEED_MORE here: the header is valid and the payload follows. */
-    rc = rpc_buf_reserve(buf, n);
+    for (;;) {
+        ssize_t r = read_some(fd, buf->data + got, buf->cap - got, deadline);
+        if (r < 0) return (int)r;
+        if (r == 0) return got == 0 ? RPC_ERR_CLOSED : RPC_ERR_FRAME;
+        got += (size_t)r;
+        rc = rpc_frame_parse(buf->data, got, max, &n);
+        if (rc == RPC_ERR_FRAME) return rc;
+        if (got >= RPC_FRAME_HEADER_BYTES) break;
+    }
+    size_t total = RPC_FRAME_HEADER_BYTES + (size_t)n;
+    if (got > total) return RPC_ERR_FRAME;
+    rc = rpc_buf_reserve(buf, total);
     if (rc != RPC_OK) return rc;
-    rc = read_exact(fd, buf->data, n, deadline, &got);
-    if (rc == RPC_ERR_CLOSED) rc = RPC_ERR_FRAME; /* unreachable: got > 0 */
-    if (rc != RPC_OK) return rc;
+    size_t want = total - got;
+    if (want > 0) {
+        size_t more = 0;
+        rc = read_exact(fd, buf->data + got, want, deadline, &more);
+        if (rc == RPC_ERR_CLOSED) rc = RPC_ERR_FRAME; /* EOF inside the frame */
+        if (rc != RPC_OK) return rc;
+    }
+    memmove(buf->data, buf->data + RPC_FRAME_HEADER_BYTES, n);
     buf->len = n;
     return RPC_OK;
 }

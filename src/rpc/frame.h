@@ -59,8 +59,11 @@ int rpc_frame_parse(const uint8_t *buf, size_t len, uint32_t max, uint32_t *payl
 /*
  * Reads exactly one frame from fd into buf (buf->data[0..buf->len) is the
  * payload afterwards), waiting at most timeout_ms in total (< 0: forever).
+ * The first recv asks for up to 4 KiB, so a small message costs one system
+ * call; bytes after the frame (a second message sent before this one was
+ * answered, which the protocol forbids) are a framing error.
  * Returns RPC_OK, RPC_ERR_CLOSED (EOF before any byte), RPC_ERR_FRAME (bad
- * length or EOF mid-frame), RPC_ERR_TIMEOUT, RPC_ERR_NOMEM or RPC_ERR_IO
+ * length, EOF mid-frame, or bytes beyond the frame), RPC_ERR_TIMEOUT, RPC_ERR_NOMEM or RPC_ERR_IO
  * (errno set). After any error the stream position is unknown: the caller
  * must close fd.
  */

@@ -9,7 +9,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -141,8 +143,56 @@ static void read_refuses_oversized_without_allocating(void **state)
     assert_int_equal(write(sv[0], header, 4), 4);
     struct rpc_buf buf = {0};
     assert_int_equal(rpc_frame_read(sv[1], &buf, 1u << 20, 1000), RPC_ERR_FRAME);
-    assert_null(buf.data);
+    assert_true(buf.cap <= 4096); /* the first-read chunk, never the announced 1 GiB */
+    rpc_buf_free(&buf);
     close(sv[0]);
+    close(sv[1]);
+}
+
+static void second_message_before_the_answer_is_a_framing_error(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    uint8_t two[2 * (4 + 2)];
+    rpc_frame_put_header(two, 2);
+    memcpy(two + 4, "ab", 2);
+    rpc_frame_put_header(two + 6, 2);
+    memcpy(two + 10, "cd", 2);
+    assert_int_equal(write(sv[0], two, sizeof(two)), (ssize_t)sizeof(two));
+    struct rpc_buf buf = {0};
+    assert_int_equal(rpc_frame_read(sv[1], &buf, 100, 1000), RPC_ERR_FRAME);
+    rpc_buf_free(&buf);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void large_payload_arrives_whole(void **state)
+{
+    (void)state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    size_t n = 3u << 20; /* bigger than any socket buffer: needs many reads */
+    uint8_t *payload = malloc(n);
+    assert_non_null(payload);
+    for (size_t i = 0; i < n; i++)
+        payload[i] = (uint8_t)(i * 7);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(sv[1]);
+        _exit(rpc_frame_write(sv[0], payload, (uint32_t)n, 5000) == RPC_OK ? 0 : 1);
+    }
+    close(sv[0]);
+    struct rpc_buf buf = {0};
+    assert_int_equal(rpc_frame_read(sv[1], &buf, 4u << 20, 5000), RPC_OK);
+    assert_int_equal(buf.len, n);
+    assert_memory_equal(buf.data, payload, n);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    rpc_buf_free(&buf);
+    free(payload);
     close(sv[1]);
 }
 
@@ -174,6 +224,8 @@ int main(void)
         cmocka_unit_test(read_reports_clean_eof_as_closed),
         cmocka_unit_test(read_reports_truncated_frame_as_framing_error),
         cmocka_unit_test(read_refuses_oversized_without_allocating),
+        cmocka_unit_test(second_message_before_the_answer_is_a_framing_error),
+        cmocka_unit_test(large_payload_arrives_whole),
         cmocka_unit_test(read_times_out_on_silent_peer),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
