@@ -81,6 +81,21 @@ static json_t *body_object(struct web_request *req, enum MHD_Result *q)
     return root;
 }
 
+/* Sends rr (which answers with a profile) and replies with the profile or
+ * the error; nickname tells request_http_status() how to map
+ * INVALID_ARGUMENT. */
+static enum MHD_Result profile_call(struct web_request *req, Rpc__Request *rr, int nickname)
+{
+    Rpc__Response *resp = NULL;
+    enum MHD_Result q;
+    if (request_rpc(req, rr, &resp) != 0)
+        q = unavailable(req);
+    else
+        q = profile_reply(req, resp, nickname);
+    rpc_call_free(resp);
+    return q;
+}
+
 enum MHD_Result api_login(struct web_request *req)
 {
     enum MHD_Result q;
@@ -134,17 +149,12 @@ done:
 enum MHD_Result api_profile_get(struct web_request *req)
 {
     enum MHD_Result q;
-    Rpc__Response *resp = NULL;
     char *token = request_token(req);
     if (token == NULL) return no_token(req);
     Rpc__Request rr = RPC__REQUEST__INIT;
     rr.method = RPC__METHOD__METHOD_GET_PROFILE;
     rr.token = token;
-    if (request_rpc(req, &rr, &resp) != 0)
-        q = unavailable(req);
-    else
-        q = profile_reply(req, resp, 0);
-    rpc_call_free(resp);
+    q = profile_call(req, &rr, 0);
     free(token);
     return q;
 }
@@ -152,7 +162,6 @@ enum MHD_Result api_profile_get(struct web_request *req)
 enum MHD_Result api_profile_patch(struct web_request *req)
 {
     enum MHD_Result q;
-    Rpc__Response *resp = NULL;
     json_t *root = NULL;
     if (req->body_error) return body_failed(req);
     char *token = request_token(req);
@@ -178,12 +187,8 @@ enum MHD_Result api_profile_patch(struct web_request *req)
     rr.token = token;
     rr.set_nickname = 1;
     rr.nickname = (char *)nick;
-    if (request_rpc(req, &rr, &resp) != 0)
-        q = unavailable(req);
-    else
-        q = profile_reply(req, resp, 1);
+    q = profile_call(req, &rr, 1);
 done:
-    rpc_call_free(resp);
     json_decref(root);
     free(token);
     return q;
@@ -192,7 +197,6 @@ done:
 enum MHD_Result api_picture_put(struct web_request *req)
 {
     enum MHD_Result q;
-    Rpc__Response *resp = NULL;
     if (req->body_error) return body_failed(req);
     char *token = request_token(req);
     if (token == NULL) return no_token(req);
@@ -207,12 +211,8 @@ enum MHD_Result api_picture_put(struct web_request *req)
     rr.set_picture = 1;
     rr.picture.data = (uint8_t *)req->body.data;
     rr.picture.len = req->body.len;
-    if (request_rpc(req, &rr, &resp) != 0)
-        q = unavailable(req);
-    else
-        q = profile_reply(req, resp, 0);
+    q = profile_call(req, &rr, 0);
 done:
-    rpc_call_free(resp);
     free(token);
     return q;
 }

@@ -103,8 +103,30 @@ static void short_jwt_secret_is_refused(void **state)
     assert_int_equal(config_load_secrets(&cfg, 0), -1);
 }
 
+extern char **environ;
+
+/* The defaults test must not see the PROFILE_* overrides of whoever runs it. */
+static void clear_profile_environment(void)
+{
+    for (int again = 1; again;) {
+        again = 0;
+        for (char **e = environ; *e != NULL; e++) {
+            if (strncmp(*e, "PROFILE_", 8) != 0) continue;
+            char name[128];
+            size_t n = strcspn(*e, "=");
+            if (n >= sizeof(name)) continue;
+            memcpy(name, *e, n);
+            name[n] = '\0';
+            unsetenv(name);
+            again = 1; /* environ changed under us: start over */
+            break;
+        }
+    }
+}
+
 int main(void)
 {
+    clear_profile_environment();
     if (mkdtemp(dir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_the_documented_values),
