@@ -3,9 +3,10 @@
  * PHC strings ("$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>") that carry
  * their own parameters.
  *
- * Hashing costs ~20 MiB and ~10 ms per call by design, so a counting
- * semaphore caps how many run at once (the rest queue): a burst of logins
- * cannot exhaust memory or starve the threads serving cheap requests.
+ * Hashing costs ~20 MiB and ~10 ms of CPU per call by design, so it runs on
+ * a fixed set of max_parallel hashing threads (the rest queue): a burst of
+ * logins cannot exhaust memory, and because those threads run at nice +10
+ * the threads serving cheap requests (profile reads) get the CPU first.
  * A dummy hash made at start-up with the configured cost lets an unknown
  * user's login take as long as a known user's (no username oracle).
  * Thread-safe.

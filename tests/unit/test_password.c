@@ -7,7 +7,9 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <dirent.h>
 #include <setjmp.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -169,6 +171,53 @@ static void concurrent_hashes_are_capped(void **state)
     assert_true(peak >= 1 && peak <= 2);
 }
 
+/* Threads of this process whose nice value (field 19 of /proc/.../stat) is nice. */
+static int threads_with_nice(int nice)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    int count = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], buf[1024];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/stat", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL) continue;
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *p = strrchr(buf, ')'); /* the command name may hold spaces */
+        int field = 2, value = 0;
+        for (; p != NULL && *p; p++) {
+            if (*p != ' ') continue;
+            if (++field == 19) {
+                value = atoi(p + 1);
+                break;
+            }
+        }
+        if (field == 19 && value == nice) count++;
+    }
+    closedir(d);
+    return count;
+}
+
+static void hashing_runs_on_lower_priority_threads(void **state)
+{
+    (void)state;
+    int before = threads_with_nice(10);
+    struct password_hasher *h = password_hasher_create(&cheap, 3);
+    assert_non_null(h);
+    char phc[PASSWORD_HASH_BYTES];
+    assert_int_equal(password_hash(h, "pw", 2, phc), 0);
+    /* Each thread lowers its own priority as it starts: give them a moment. */
+    for (int i = 0; i < 100 && threads_with_nice(10) - before < 3; i++)
+        usleep(10000);
+    assert_int_equal(threads_with_nice(10) - before, 3);
+    password_hasher_destroy(h);
+    assert_int_equal(threads_with_nice(10), before);
+}
+
 static void hash_with_another_cost_needs_rehash(void **state)
 {
     (void)state;
@@ -219,6 +268,7 @@ int main(void)
         cmocka_unit_test(unknown_user_and_malformed_hash_are_mismatches),
         cmocka_unit_test(unknown_user_costs_as_much_as_a_wrong_password),
         cmocka_unit_test(concurrent_hashes_are_capped),
+        cmocka_unit_test(hashing_runs_on_lower_priority_threads),
         cmocka_unit_test(hash_with_another_cost_needs_rehash),
         cmocka_unit_test(cost_outside_libsodium_limits_is_refused),
     };
