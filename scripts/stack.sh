@@ -174,13 +174,17 @@ pid_alive() {
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # wait_for SECONDS DESCRIPTION PIDFILE NAME COMMAND...: polls COMMAND until it
-# succeeds; fails early when the process behind PIDFILE has died.
+# succeeds; fails early when the process behind PIDFILE has died. (NAME is
+# kept for the callers' symmetry with pid_alive.)
 wait_for() {
     local secs=$1 what=$2 pidfile=$3 name=$4 i
     shift 4
     for ((i = 0; i < secs * 10; i++)); do
         if "$@"; then return 0; fi
-        if [ -n "$pidfile" ] && ! pid_alive "$pidfile" "$name" >/dev/null; then
+        # Only "does the process exist": right after the fork its command line
+        # is still this script's until exec, so matching the name here would
+        # report a healthy start as a death on a busy machine.
+        if [ -n "$pidfile" ] && ! kill -0 "$(tr -dc '0-9' <"$pidfile")" 2>/dev/null; then
             say "$what exited during start-up"
             return 1
         fi
