@@ -59,9 +59,12 @@ CONFIG_EXPLICIT=${CONFIG:+1}
 BUILD_DIR=${PROFILE_BUILD_DIR:-build}
 CONFIG=${CONFIG:-etc/profile.ini}
 
+# chromium and the fonts are for the browser tests (tests/e2e): emoji and CJK
+# nicknames must render as glyphs, not empty boxes, in Debian's chromium.
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler
 libmariadb-dev mariadb-server mariadb-client redis-server libhiredis-dev libsodium-dev libjwt-dev
-libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat curl python3 chromium"
+libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat curl python3 chromium
+fonts-noto-color-emoji fonts-droid-fallback"
 # Node.js and npm (browser tests) may come from another source than Debian
 # (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's
 # npm): Debian's packages are installed only when the commands are missing.
