@@ -235,12 +235,12 @@ static int origin_ok(struct web_request *req)
 
 /*
  * The edit form. nickname is what the field shows (typed or current);
- * picture (NULL: the core could not be asked) is the current profile,
+ * profile (NULL: the core could not be asked) is the current profile,
  * whose picture is shown; token binds the form's CSRF token.
  */
 static enum MHD_Result edit_page(struct web_request *req, int status, const char *error,
                                  const char *nickname, size_t nickname_len,
-                                 const Rpc__Profile *picture, const char *token)
+                                 const Rpc__Profile *profile, const char *token)
 {
     char limit[96], max_bytes[32], csrf[CSRF_TOKEN_LEN + 1];
     size_t max = req->app->cfg->picture.max_bytes;
@@ -250,7 +250,7 @@ static enum MHD_Result edit_page(struct web_request *req, int status, const char
         snprintf(limit, sizeof(limit), "%zu KiB", (max + 1023) / 1024);
     snprintf(max_bytes, sizeof(max_bytes), "%zu", max);
     session_csrf(req, token, csrf);
-    const char *src = picture ? picture_src(picture) : NULL;
+    const char *src = profile ? picture_src(profile) : NULL;
     struct html_var v[] = {
         VAR("error", error),
         {"nickname", nickname, nickname ? nickname_len : 0, 0},

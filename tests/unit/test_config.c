@@ -151,8 +151,29 @@ static void web_secrets_missing_file_or_bad_hex(void **state)
     assert_int_equal(config_load_web_secrets(&cfg), -1);
 }
 
+/* The tests are about the code, not the caller's environment: `make test`
+ * may run with PROFILE_* port overrides exported, which config_load would
+ * apply over the defaults checked here. */
+static void clear_profile_environment(void)
+{
+    extern char **environ;
+    for (;;) {
+        char name[128];
+        size_t i = 0, n;
+        while (environ[i] != NULL && strncmp(environ[i], "PROFILE_", 8) != 0)
+            i++;
+        if (environ[i] == NULL) return;
+        n = strcspn(environ[i], "=");
+        if (n >= sizeof(name)) return;
+        memcpy(name, environ[i], n);
+        name[n] = '\0';
+        if (unsetenv(name) != 0) return;
+    }
+}
+
 int main(void)
 {
+    clear_profile_environment();
     if (mkdtemp(dir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_the_documented_values),
