@@ -54,7 +54,7 @@ function watch(ctx, page) {
 
 export async function newPage(ctx) {
   const page = await ctx.newPage();
-  page.setDefaultTimeout(15000);
+  page.setDefaultTimeout(30000);
   return page;
 }
 
@@ -149,9 +149,16 @@ export function pngImage(width, height) {
     chunk('IDAT', zlib.deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
 }
 
-// A file of `bytes` bytes that starts like a PNG (the rest is zeros).
+// The path of a file huge.png of `bytes` bytes that starts like a PNG (the
+// rest is zeros), written once under the artifacts. A path, not a buffer:
+// the browser then reads it from disk instead of receiving megabytes of
+// base64 over the DevTools pipe, which is slow on a busy machine.
 export function bigFile(bytes) {
-  const buf = Buffer.alloc(bytes);
-  pngImage(8, 8).copy(buf);
-  return buf;
+  const file = artifact('tmp', String(bytes), 'huge.png');
+  if (!fs.existsSync(file) || fs.statSync(file).size !== bytes) {
+    const buf = Buffer.alloc(bytes);
+    pngImage(8, 8).copy(buf);
+    fs.writeFileSync(file, buf);
+  }
+  return file;
 }
