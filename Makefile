@@ -1,7 +1,7 @@
 # Entry points. `make run` and `make test` work on a fresh Debian 12 machine:
 # they install the missing Debian packages (apt-get, sudo when not root),
 # build, and drive scripts/stack.sh, which does the real work.
-.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan
+.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots
 
 SHELL := /bin/bash
 # The instance to act on: etc/profile.ini (dev, var/) or etc/test.ini (var/test/).
@@ -37,6 +37,15 @@ status:
 # which is started before and stopped after, also on failure.
 test: build
 	scripts/stack.sh test
+
+# Copies the page screenshots of the last browser test run (make test writes
+# them to build/e2e-artifacts/screenshots) to docs/screenshots for the README.
+SCREENSHOTS = login login-error login-expired profile edit edit-error
+screenshots:
+	@test -d build/e2e-artifacts/screenshots || { echo "no screenshots yet: run make test first" >&2; exit 1; }
+	mkdir -p docs/screenshots
+	for p in $(SCREENSHOTS); do for w in phone desktop; do \
+	  cp build/e2e-artifacts/screenshots/$$p-$$w.png docs/screenshots/ || exit 1; done; done
 
 # (Re)load N users (idempotent: the same N twice does nothing).
 populate: build

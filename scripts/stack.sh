@@ -19,7 +19,9 @@
 #                         PROFILE_TEST_USERS, default 20000), ctest, test
 #                         instance down (also on failure); exits with ctest's status
 #   test-up | test-down   the test instance alone, for running tests by hand
-#   secrets               create the .env secrets file if missing
+#   secrets               create the secrets files (.env, .env.web) if missing
+#   e2e-deps              npm ci in tests/e2e (playwright-core, axe-core) when
+#                         its node_modules is missing or older than the lock file
 #
 # Values come from the INI file (sections as in src/common/config.h plus
 # [stack]) overridden by PROFILE_<SECTION>_<KEY> environment variables, the
@@ -57,9 +59,16 @@ CONFIG_EXPLICIT=${CONFIG:+1}
 BUILD_DIR=${PROFILE_BUILD_DIR:-build}
 CONFIG=${CONFIG:-etc/profile.ini}
 
+# chromium and the fonts are for the browser tests (tests/e2e): emoji and CJK
+# nicknames must render as glyphs, not empty boxes, in Debian's chromium.
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler
 libmariadb-dev mariadb-server mariadb-client redis-server libhiredis-dev libsodium-dev libjwt-dev
-libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat curl python3"
+libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat curl python3 chromium
+fonts-noto-color-emoji fonts-droid-fallback"
+# Node.js and npm (browser tests) may come from another source than Debian
+# (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's
+# npm): Debian's packages are installed only when the commands are missing.
+NODE_PACKAGES="nodejs npm"
 
 say() { printf '%s\n' "stack: $*" >&2; }
 die() { printf '%s\n' "stack: error: $*" >&2; exit 1; }
@@ -118,6 +127,7 @@ load_config() {
     CORE_HOST=$(cfg core host 127.0.0.1)
     CORE_PORT=$(cfg core port 9090)
     ENV_FILE=$(abspath "$(cfg core env_file .env)")
+    WEB_ENV_FILE=$(abspath "$(cfg web env_file .env.web)")
     PICTURE_DIR=$(abspath "$(cfg picture dir var/data/pictures)")
     MYSQL_HOST=$(cfg mysql host 127.0.0.1)
     MYSQL_PORT=$(cfg mysql port 13306)
@@ -155,6 +165,20 @@ ensure_secrets() {
             tail -n 1 | sed "s/[[:space:]]*\$//; s/^\"\\(.*\\)\"\$/\\1/; s/^'\\(.*\\)'\$/\\1/")
     fi
     [ -n "$MYSQL_PASSWORD" ] || die "$ENV_FILE: MYSQL_PASSWORD is empty"
+    ensure_web_secrets
+}
+
+# The web server's own secrets file: CSRF_SECRET only (the key of the HTML
+# forms' CSRF tokens, shared by every web process of this instance so forms
+# survive restarts), never the JWT secret or the database password.
+ensure_web_secrets() {
+    mkdir -p "$(dirname "$WEB_ENV_FILE")"
+    if [ ! -f "$WEB_ENV_FILE" ]; then
+        (umask 077 && printf '# Secrets of the profile web server. Mode 0600, never commit.\n' >"$WEB_ENV_FILE")
+        say "created $WEB_ENV_FILE (mode 0600)"
+    fi
+    chmod 600 "$WEB_ENV_FILE"
+    grep -q '^[[:space:]]*CSRF_SECRET[[:space:]]*=' "$WEB_ENV_FILE" || printf 'CSRF_SECRET=%s\n' "$(random_hex 32)" >>"$WEB_ENV_FILE"
 }
 
 # --- processes ------------------------------------------------------------------------
@@ -486,8 +510,22 @@ test_up() {
     start_all --force
 }
 
+# The browser tests' npm packages (tests/e2e/package-lock.json), installed
+# exactly as locked when node_modules is missing or older than the lock file.
+e2e_deps() {
+    local dir=tests/e2e
+    command -v npm >/dev/null || die "npm not found (run: scripts/stack.sh deps)"
+    if [ -d "$dir/node_modules" ] && [ ! "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+        return 0
+    fi
+    say "e2e: npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund) || die "npm ci in $dir failed"
+    touch "$dir/node_modules"
+}
+
 run_tests() {
     local rc=0
+    e2e_deps
     trap 'stop_all' EXIT
     trap 'exit 130' INT TERM
     test_up
@@ -502,6 +540,11 @@ deps() {
     for p in $PACKAGES; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
     done
+    if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+        for p in $NODE_PACKAGES; do
+            dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+        done
+    fi
     if [ ${#missing[@]} -eq 0 ]; then
         say "deps: all Debian packages present"
         return
@@ -522,6 +565,7 @@ case "$COMMAND" in
 deps) deps ;;
 build) build ;;
 secrets) load_config; ensure_secrets ;;
+e2e-deps) e2e_deps ;;
 mysql-start) load_config; mysql_start ;;
 mysql-stop) load_config; mysql_stop ;;
 schema) load_config; ensure_secrets; apply_schema ;;
@@ -530,7 +574,7 @@ redis-stop) load_config; redis_stop ;;
 populate) load_config; populate "$@" ;;
 core-start) load_config; ensure_secrets; server_start core "$CORE_HOST" "$CORE_PORT" ;;
 core-stop) load_config; server_stop core ;;
-web-start) load_config; server_start web "$WEB_HOST" "$WEB_PORT" ;;
+web-start) load_config; ensure_web_secrets; server_start web "$WEB_HOST" "$WEB_PORT" ;;
 web-stop) load_config; server_stop web ;;
 start) load_config; start_all "$@" ;;
 stop) load_config; stop_all ;;

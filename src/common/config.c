@@ -45,6 +45,7 @@ static const struct config_key config_keys[] = {
     STR("web", "templates_dir", web.templates_dir),
     STR("web", "static_dir", web.static_dir),
     INT("web", "connection_timeout_s", web.connection_timeout_s, 1, 3600),
+    STR("web", "env_file", web.env_file),
 
     STR("rpc", "core_host", rpc.core_host),
     INT("rpc", "core_port", rpc.core_port, 1, 65535),
@@ -103,6 +104,7 @@ static void config_defaults(struct config *cfg)
     snprintf(cfg->web.templates_dir, sizeof(cfg->web.templates_dir), "web/templates");
     snprintf(cfg->web.static_dir, sizeof(cfg->web.static_dir), "web/static");
     cfg->web.connection_timeout_s = 30;
+    snprintf(cfg->web.env_file, sizeof(cfg->web.env_file), ".env.web");
 
     snprintf(cfg->rpc.core_host, sizeof(cfg->rpc.core_host), "127.0.0.1");
     cfg->rpc.core_port = 9090;
@@ -438,5 +440,58 @@ int config_load_secrets(struct config *cfg, int create)
         }
         memcpy(cfg->mysql.password, env, strlen(env) + 1);
     }
+    return 0;
+}
+
+static int config_set_csrf_secret(struct config *cfg, const char *hex, const char *origin)
+{
+    size_t bin_len = 0;
+    if (sodium_hex2bin(cfg->csrf_secret, sizeof(cfg->csrf_secret), hex, strlen(hex), NULL, &bin_len,
+                       NULL) != 0 ||
+        bin_len < 32) {
+        fprintf(stderr, "%s: CSRF_SECRET must be 64 to 128 hex digits (256 to 512 bits)\n", origin);
+        cfg->csrf_secret_len = 0;
+        return -1;
+    }
+    cfg->csrf_secret_len = bin_len;
+    return 0;
+}
+
+int config_load_web_secrets(struct config *cfg)
+{
+    const char *path = cfg->web.env_file;
+    int failed = 0;
+    FILE *f = fopen(path, "re");
+    if (f != NULL) {
+        struct stat st;
+        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+            fprintf(stderr, "%s: warning: readable by group or others; chmod 600 it\n", path);
+        char *line = NULL;
+        size_t cap = 0;
+        while (getline(&line, &cap, f) > 0) {
+            char *s = trim(line);
+            if (*s == '#' || *s == '\0') continue;
+            char *eq = strchr(s, '=');
+            if (eq == NULL) continue;
+            *eq = '\0';
+            char *key = trim(s), *value = trim(eq + 1);
+            size_t vl = strlen(value);
+            if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
+                value[vl - 1] = '\0';
+                value++;
+            }
+            if (strcmp(key, "CSRF_SECRET") == 0 && config_set_csrf_secret(cfg, value, path) < 0)
+                failed = 1;
+        }
+        if (line != NULL) sodium_memzero(line, cap);
+        free(line);
+        fclose(f);
+    } else if (errno != ENOENT) {
+        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+        return -1;
+    }
+    if (failed) return -1;
+    const char *env = getenv("CSRF_SECRET");
+    if (env != NULL && config_set_csrf_secret(cfg, env, "environment") < 0) return -1;
     return 0;
 }

@@ -29,6 +29,8 @@ struct config_web {
     char templates_dir[CONFIG_STR_MAX];  /* HTML templates; default web/templates */
     char static_dir[CONFIG_STR_MAX];     /* CSS, images; default web/static */
     int connection_timeout_s;            /* idle HTTP connection timeout, seconds; default 30 */
+    char env_file[CONFIG_STR_MAX];       /* the web server's secrets file (CSRF_SECRET only);
+                                            default .env.web */
 };
 
 struct config_rpc {
@@ -106,6 +108,9 @@ struct config {
     /* secret: JWT_SECRET from .env, raw bytes after hex decoding */
     unsigned char jwt_secret[64];
     size_t jwt_secret_len; /* bytes; 0 when not loaded (the web server never loads it) */
+    /* secret of the web server only: CSRF_SECRET, raw bytes after hex decoding */
+    unsigned char csrf_secret[64];
+    size_t csrf_secret_len; /* bytes; 0 when not configured (a random key per process is used) */
 };
 
 /*
@@ -125,5 +130,16 @@ int config_load(struct config *cfg, const char *path);
  * mode when group/other can read it is only warned about).
  */
 int config_load_secrets(struct config *cfg, int create);
+
+/*
+ * Reads the web server's one secret, CSRF_SECRET (64 to 128 hex digits),
+ * from the file cfg->web.env_file (same KEY=VALUE format; a missing file is
+ * not an error) and from the process environment, which wins, into
+ * cfg->csrf_secret. Reads no other key, so the web server never holds the
+ * JWT secret or the database password. Leaves csrf_secret_len 0 when
+ * neither names it. Returns 0, or -1 with a message on stderr (unreadable
+ * file, bad hex).
+ */
+int config_load_web_secrets(struct config *cfg);
 
 #endif

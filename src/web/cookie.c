@@ -58,16 +58,18 @@ int cookie_value_ok(const char *s, size_t len)
     return 1;
 }
 
-static char *build(const char *value, long max_age_s, int secure)
+/* name=value with our attributes; Max-Age only when max_age_s >= 0. */
+static char *build(const char *name, const char *value, long max_age_s, int secure)
 {
-    if (max_age_s < 0) max_age_s = 0;
-    const char *fmt = COOKIE_SESSION_NAME "=%s; HttpOnly; SameSite=Lax; Path=/; Max-Age=%ld%s";
+    char age[32] = "";
+    if (max_age_s >= 0) snprintf(age, sizeof(age), "; Max-Age=%ld", max_age_s);
+    const char *fmt = "%s=%s; HttpOnly; SameSite=Lax; Path=/%s%s";
     const char *tail = secure ? "; Secure" : "";
-    int n = snprintf(NULL, 0, fmt, value, max_age_s, tail);
+    int n = snprintf(NULL, 0, fmt, name, value, age, tail);
     if (n < 0) goto nomem;
     char *out = malloc((size_t)n + 1);
     if (out == NULL) goto nomem;
-    snprintf(out, (size_t)n + 1, fmt, value, max_age_s, tail);
+    snprintf(out, (size_t)n + 1, fmt, name, value, age, tail);
     return out;
 nomem:
     errno = ENOMEM;
@@ -80,10 +82,20 @@ char *cookie_session_set(const char *token, long max_age_s, int secure)
         errno = EINVAL;
         return NULL;
     }
-    return build(token, max_age_s, secure);
+    return build(COOKIE_SESSION_NAME, token, max_age_s < 0 ? 0 : max_age_s, secure);
 }
 
 char *cookie_session_clear(int secure)
 {
-    return build("", 0, secure);
+    return build(COOKIE_SESSION_NAME, "", 0, secure);
+}
+
+char *cookie_set(const char *name, const char *value, long max_age_s, int secure)
+{
+    if (name == NULL || value == NULL || !cookie_value_ok(name, strlen(name)) ||
+        strchr(name, '=') != NULL || (value[0] != '\0' && !cookie_value_ok(value, strlen(value)))) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return build(name, value, max_age_s, secure);
 }

@@ -53,4 +53,17 @@ char *cookie_session_set(const char *token, long max_age_s, int secure);
  */
 char *cookie_session_clear(int secure);
 
+/*
+ * Builds a Set-Cookie header value for another cookie of this site with the
+ * same attributes as the session's (HttpOnly; SameSite=Lax; Path=/, Secure
+ * when secure is non-zero):
+ *   <name>=<value>; HttpOnly; SameSite=Lax; Path=/[; Max-Age=<max_age_s>]
+ * max_age_s is seconds; a negative value omits Max-Age (a cookie that lasts
+ * until the browser ends its session), 0 deletes the cookie. value may be
+ * "" (with max_age_s 0, to delete). Returns a heap string (caller frees), or
+ * NULL with errno = EINVAL when name or value are not valid cookie text,
+ * or ENOMEM.
+ */
+char *cookie_set(const char *name, const char *value, long max_age_s, int secure);
+
 #endif

@@ -14,6 +14,7 @@
 
 static const char *const content_types[][2] = {
     {"css", "text/css; charset=utf-8"},
+    {"js", "text/javascript; charset=utf-8"},
     {"svg", "image/svg+xml"},
     {"png", "image/png"},
     {"jpg", "image/jpeg"},

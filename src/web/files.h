@@ -23,7 +23,7 @@ int files_picture_name_ok(const char *name);
 
 /*
  * Returns 1 when name is 1..64 bytes of [A-Za-z0-9_-], one '.', and an
- * extension we know a Content-Type for (css, svg, png, jpg, webp, ico, txt,
+ * extension we know a Content-Type for (css, js, svg, png, jpg, webp, ico, txt,
  * woff2), else 0.
  */
 int files_static_name_ok(const char *name);

@@ -53,6 +53,8 @@ int main(int argc, char **argv)
         return 2;
     }
     if (config_load(&cfg, path) != 0) return 1;
+    /* Only the web server's own secret: never the JWT secret or database password. */
+    if (config_load_web_secrets(&cfg) != 0) return 1;
     log_set_level((enum log_level)cfg.log.level);
 
     struct sigaction sa;

@@ -1,7 +1,8 @@
 /*
  * pages: the HTML side of the web server (the browser flow of issue 2).
  *
- *   GET  /         login form; 303 to /profile when the session is valid
+ *   GET  /         login form (sets the pre-session CSRF cookie); 303 to
+ *                  /profile when the session is valid
  *   POST /login    form username, password: 303 to /profile with the session
  *                  cookie; the form again with the error and 400/401 otherwise
  *   GET  /profile  username, nickname, picture; 303 to / without a session
@@ -9,6 +10,12 @@
  *   POST /edit     multipart nickname + optional picture: 303 to /profile, or
  *                  the form again with the error and 4xx
  *   POST /logout   session deleted at the core, cookie cleared, 303 to /
+ *
+ * Every form POST must carry the form's CSRF token (web/csrf.h): a missing
+ * or wrong one, or an Origin header naming another site, is answered 403
+ * and changes nothing (the login and edit forms are shown again with a
+ * fresh token). A session that has ended sends the browser to
+ * /?session=expired, where the login page says "please log in again".
  *
  * Pages are rendered from the templates in cfg.web.templates_dir (layout.html
  * wraps login.html, profile.html, edit.html and error.html), with every

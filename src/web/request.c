@@ -234,6 +234,17 @@ char *request_token(const struct web_request *req)
     return strndup(v, len);
 }
 
+char *request_cookie(const struct web_request *req, const char *name)
+{
+    const char *v = NULL;
+    size_t len = 0;
+    const char *cookies = request_header(req, MHD_HTTP_HEADER_COOKIE);
+    if (!cookie_get(cookies, name, &v, &len) || len == 0 || len > REQUEST_TOKEN_MAX ||
+        !cookie_value_ok(v, len))
+        return NULL;
+    return strndup(v, len);
+}
+
 int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp)
 {
     /* The first RPC carries the request's own id so web and core log lines join up. */

@@ -21,6 +21,7 @@
 #include "common/config.h"
 #include "profile.pb-c.h"
 #include "rpc/client.h"
+#include "web/csrf.h"
 #include "web/form.h"
 #include "web/html.h"
 
@@ -41,6 +42,7 @@ struct web_app {
     struct in6_addr *proxies;       /* trusted reverse proxies (IPv4 as v4-mapped); heap */
     size_t nproxies;                /* entries in proxies */
     char picture_too_large_msg[96]; /* "The picture is larger than 10 MiB.", built once */
+    struct csrf_key csrf;           /* key of the HTML forms' CSRF tokens (web/csrf.h) */
     atomic_int active;              /* requests begun and not yet completed (for draining) */
 };
 
@@ -80,9 +82,10 @@ struct web_request {
     const char *body_error_msg;  /* static sentence for body_error */
 
     /* response */
-    int status;        /* HTTP status queued; 0 until a response was queued */
-    char *set_cookie;  /* heap Set-Cookie value to send with the response, or NULL */
-    const char *allow; /* static Allow header value (405 answers), or NULL */
+    int status;            /* HTTP status queued; 0 until a response was queued */
+    char *set_cookie;      /* heap Set-Cookie value of the session cookie to send, or NULL */
+    char *set_csrf_cookie; /* heap Set-Cookie value of the pre-session CSRF cookie, or NULL */
+    const char *allow;     /* static Allow header value (405 answers), or NULL */
 
     /* slow lane: the handler runs on a worker while the connection is suspended */
     int slow;                               /* 1: the route runs on app->workers */
@@ -126,6 +129,14 @@ int request_content_type_is(const struct web_request *req, const char *type);
  * REQUEST_TOKEN_MAX or contains bytes a JWT cannot hold, or on ENOMEM.
  */
 char *request_token(const struct web_request *req);
+
+/*
+ * Returns a heap copy (caller frees) of the value of the cookie called name
+ * in the Cookie header, or NULL when it is absent, empty, longer than
+ * REQUEST_TOKEN_MAX, not valid cookie text (RFC 6265 cookie-octets), or on
+ * ENOMEM.
+ */
+char *request_cookie(const struct web_request *req, const char *name);
 
 /*
  * Sends rr to the core (filling rr->id, client_ip and request_tag from req)

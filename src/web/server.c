@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +79,7 @@ static const struct route routes[] = {
      "GET, HEAD, POST",
      {{"GET", BODY_NONE, pages_edit_form, LANE_FAST},
       {"POST", BODY_FORM_UPLOAD, pages_edit_submit, LANE_SLOW}}},
-    {"/logout", 0, "POST", {{"POST", BODY_IGNORE, pages_logout, LANE_FAST}}},
+    {"/logout", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_logout, LANE_FAST}}},
     {"/api/v1/login", 1, "POST", {{"POST", BODY_JSON, api_login, LANE_SLOW}}},
     {"/api/v1/profile",
      1,
@@ -474,6 +475,7 @@ static void request_free(struct web_request *req)
     form_destroy(req->form);
     html_buf_free(&req->body);
     free(req->set_cookie);
+    free(req->set_csrf_cookie);
     free(req->path);
     free(req);
 }
@@ -611,6 +613,16 @@ struct web_server *web_server_start(const struct config *cfg)
     snprintf(srv->app.picture_too_large_msg, sizeof(srv->app.picture_too_large_msg),
              "The picture is larger than %s.", limit);
     if (request_proxies_parse(&srv->app, cfg->web.trusted_proxies) != 0) goto fail;
+    if (csrf_key_init(&srv->app.csrf, cfg->csrf_secret_len ? cfg->csrf_secret : NULL,
+                      cfg->csrf_secret_len) != 0) {
+        log_error(0, "web: cannot set up the CSRF key (libsodium)");
+        goto fail;
+    }
+    if (cfg->csrf_secret_len == 0)
+        log_warn(0,
+                 "web: no CSRF_SECRET in %s or the environment: using a random key, so forms "
+                 "rendered before a restart or by another web process are refused once (403)",
+                 cfg->web.env_file);
     srv->app.pages = pages_load(cfg->web.templates_dir);
     if (srv->app.pages == NULL) {
         log_error(0, "web: cannot load the templates from %s", cfg->web.templates_dir);
@@ -702,6 +714,7 @@ void web_server_stop(struct web_server *srv, int drain_ms)
     if (srv->app.pool != NULL) rpc_pool_destroy(srv->app.pool);
     if (srv->app.slow_pool != NULL) rpc_pool_destroy(srv->app.slow_pool);
     pages_free(srv->app.pages);
+    sodium_memzero(&srv->app.csrf, sizeof(srv->app.csrf));
     free(srv->app.proxies);
     free(srv);
 }

@@ -34,6 +34,8 @@ CONFIG_PATH = os.path.join(REPO_ROOT, os.environ.get("PROFILE_CONFIG", "etc/test
 STACK_SCRIPT = os.path.join(REPO_ROOT, os.environ.get("PROFILE_STACK", "scripts/stack.sh"))
 PASSWORD = "password123"
 SESSION_COOKIE = "session"
+CSRF_FIELD = "csrf"          # hidden field of every HTML form (src/web/csrf.h)
+CSRF_COOKIE = "login_csrf"   # pre-session cookie the login form's token is bound to
 
 
 # --- configuration of the running stack ------------------------------------
@@ -132,20 +134,24 @@ class Response:
         return "<Response %d %s %r>" % (self.status, self.headers.get("Content-Type"), self.body[:300])
 
 
-def request(method, path, body=None, headers=None, token=None, timeout=30.0):
+def request(method, path, body=None, headers=None, token=None, timeout=30.0, cookies=None):
     """Sends one request on a fresh connection and returns a Response, for
     any status. body: bytes, str (UTF-8) or a dict/list (sent as JSON with
     Content-Type application/json unless headers name another type).
-    token: session JWT sent as the session cookie. Raises only on network
-    errors (connection refused, timeout)."""
+    token: session JWT sent as the session cookie; cookies: a dict of more
+    cookies to send. Raises only on network errors (connection refused,
+    timeout)."""
     hdrs = dict(headers or {})
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode("utf-8")
         hdrs.setdefault("Content-Type", "application/json")
     elif isinstance(body, str):
         body = body.encode("utf-8")
+    jar = dict(cookies or {})
     if token is not None:
-        hdrs["Cookie"] = "%s=%s" % (SESSION_COOKIE, token)
+        jar[SESSION_COOKIE] = token
+    if jar:
+        hdrs["Cookie"] = "; ".join("%s=%s" % item for item in jar.items())
     conn = http.client.HTTPConnection(HOST, PORT, timeout=timeout)
     start = time.monotonic()
     try:
@@ -254,6 +260,41 @@ def encode_multipart(parts):
         out += b"\r\n"
     out += b"--" + boundary.encode("ascii") + b"--\r\n"
     return bytes(out), "multipart/form-data; boundary=" + boundary
+
+
+# --- CSRF tokens of the HTML forms ---------------------------------------------
+
+_CSRF_INPUT = re.compile(r'<input[^>]*\bname="%s"[^>]*\bvalue="([^"]*)"' % CSRF_FIELD)
+
+
+def form_csrf(page):
+    """The value of the CSRF hidden field in an HTML page, or None."""
+    found = _CSRF_INPUT.search(page)
+    return found.group(1) if found else None
+
+
+def login_form():
+    """GET / as a browser without a session: returns (the pre-session
+    cookie's value or None, the login form's CSRF token or None)."""
+    resp = get("/")
+    cookie = resp.cookie(CSRF_COOKIE)
+    return (cookie.value if cookie is not None else None), form_csrf(resp.text)
+
+
+def post_login_form(username, password=PASSWORD, **kw):
+    """POST /login the way a browser does: first GET / for the form's CSRF
+    token and pre-session cookie, then post the form with both."""
+    pre, csrf = login_form()
+    cookies = dict(kw.pop("cookies", {}) or {})
+    if pre is not None:
+        cookies[CSRF_COOKIE] = pre
+    fields = {"username": username, "password": password, CSRF_FIELD: csrf or ""}
+    return post_form("/login", fields, cookies=cookies, **kw)
+
+
+def session_csrf(token, path="/edit"):
+    """The CSRF token of the forms a logged-in user gets (read from path)."""
+    return form_csrf(get(path, token=token).text)
 
 
 # --- cookies and tokens -----------------------------------------------------

@@ -22,7 +22,17 @@ def setUpModule():
 
 
 def form_login(username, password=helpers.PASSWORD):
-    return post_form("/login", {"username": username, "password": password})
+    return helpers.post_login_form(username, password)
+
+
+def edit(token, parts):
+    """POST /edit (multipart parts) with the form's CSRF token, as the page does."""
+    return post_multipart("/edit", [(helpers.CSRF_FIELD, helpers.session_csrf(token))] + parts, token=token)
+
+
+def logout(token):
+    """POST /logout with the profile page's CSRF token, as the page does."""
+    return post_form("/logout", {helpers.CSRF_FIELD: helpers.session_csrf(token, "/profile")}, token=token)
 
 
 def html_login_token(testcase, username):
@@ -85,7 +95,8 @@ class LoginPageTest(HtmlTestCase):
         wrong = form_login(USER_MAIN, "wrong-password")
         unknown = form_login("nosuchuser" + helpers.unique_suffix(), "wrong-password")
         self.assertEqual(unknown.status, 401, unknown)
-        strip = lambda text: re.sub(r"(user201|nosuchuser[0-9a-f]+)", "NAME", text)
+        # Same page apart from the name and the form's CSRF token (each GET / is a new pre-session).
+        strip = lambda text: re.sub(r'(user201|nosuchuser[0-9a-f]+|name="csrf" value="[^"]*")', "NAME", text)
         self.assertEqual(strip(unknown.text), strip(wrong.text))
 
     def test_login_page_escapes_the_submitted_username(self):
@@ -142,7 +153,7 @@ class EditTest(HtmlTestCase):
     def test_edit_nickname_redirects_and_profile_shows_it(self):
         token = html_login_token(self, USER_MAIN)
         nickname = "Edited 李 🚀 " + helpers.unique_suffix()
-        resp = post_multipart("/edit", [("nickname", nickname)], token=token)
+        resp = edit(token, [("nickname", nickname)])
         self.assert_redirect(resp, "/profile")
         page = self.assert_html(get("/profile", token=token))
         self.assertIn(html.escape(nickname), page)
@@ -153,8 +164,7 @@ class EditTest(HtmlTestCase):
         token = html_login_token(self, USER_MAIN)
         before = helpers.get_profile(token).json()
         nickname = "no file " + helpers.unique_suffix()
-        resp = post_multipart("/edit", [("nickname", nickname), ("picture", "", "application/octet-stream", b"")],
-                              token=token)
+        resp = edit(token, [("nickname", nickname), ("picture", "", "application/octet-stream", b"")])
         self.assert_redirect(resp, "/profile")
         after = helpers.get_profile(token).json()
         self.assertEqual(after["nickname"], nickname)
@@ -165,7 +175,7 @@ class EditTest(HtmlTestCase):
         before = helpers.get_profile(token).json()
         for nickname in ("x" * 65, "   ", "bad\u0001char"):
             with self.subTest(nickname=nickname[:10]):
-                resp = post_multipart("/edit", [("nickname", nickname)], token=token)
+                resp = edit(token, [("nickname", nickname)])
                 self.assertTrue(400 <= resp.status < 500, resp)
                 self.assertEqual(resp.content_type, "text/html", resp)
                 page = resp.text
@@ -185,7 +195,7 @@ class EditTest(HtmlTestCase):
     def test_script_nickname_is_escaped_on_profile_page(self):
         token = html_login_token(self, USER_XSS)
         nickname = "<script>alert(1)</script>"
-        self.assert_redirect(post_multipart("/edit", [("nickname", nickname)], token=token), "/profile")
+        self.assert_redirect(edit(token, [("nickname", nickname)]), "/profile")
         for path in ("/profile", "/edit"):
             with self.subTest(page=path):
                 page = self.assert_html(get(path, token=token))
@@ -217,7 +227,7 @@ class LogoutTest(HtmlTestCase):
 
     def test_logout_redirects_and_clears_cookie(self):
         token = html_login_token(self, USER_LOGOUT)
-        resp = post_form("/logout", {}, token=token)
+        resp = logout(token)
         self.assert_redirect(resp, "/")
         cookie = resp.cookie()
         self.assertIsNotNone(cookie, "logout did not clear the cookie: %r" % resp.headers.get_all("Set-Cookie"))
@@ -228,7 +238,7 @@ class LogoutTest(HtmlTestCase):
     def test_old_cookie_no_longer_works_after_logout(self):
         token = html_login_token(self, USER_LOGOUT)
         self.assertEqual(get("/profile", token=token).status, 200)
-        self.assertEqual(post_form("/logout", {}, token=token).status, 303)
+        self.assertEqual(logout(token).status, 303)
         self.assert_redirect(get("/profile", token=token), "/")
         helpers.assert_json_error(self, helpers.get_profile(token), 401)
 

@@ -144,7 +144,7 @@ class AuditLogTest(helpers.StackTestCase):
         canary = "pw-canary-" + helpers.unique_suffix()
         login("user607", canary)
         login("nosuchuser" + helpers.unique_suffix(), canary)
-        helpers.post_form("/login", {"username": "user607", "password": canary})
+        helpers.post_login_form("user607", canary)
         self.tail.wait_for(lambda line: "user607" in line)
         self.assertNotIn(canary, self.tail.text())
 

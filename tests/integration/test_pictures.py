@@ -288,7 +288,7 @@ class HtmlUploadTest(PictureTestCase):
         token = login_token(self, "user306")
         nickname = "with picture " + helpers.unique_suffix()
         data = images.png(80, 60)
-        resp = helpers.post_multipart("/edit", [("nickname", nickname),
+        resp = helpers.post_multipart("/edit", [("csrf", helpers.session_csrf(token)), ("nickname", nickname),
                                                 ("picture", "photo.png", "image/png", data)], token=token)
         self.assertEqual(resp.status, 303, resp)
         self.assertEqual(resp.location_path, "/profile", resp.headers.get("Location"))
@@ -305,6 +305,7 @@ class HtmlUploadTest(PictureTestCase):
         token = login_token(self, "user306")
         before = get_profile(token).json()
         body, content_type = helpers.encode_multipart([
+            ("csrf", helpers.session_csrf(token)),
             ("nickname", "too big " + helpers.unique_suffix()),
             ("picture", "big.png", "image/png", images.png(8, 8) + bytes(11 * 1024 * 1024))])
         resp, sent = helpers.request_large("POST", "/edit", body, headers={"Content-Type": content_type}, token=token)
@@ -315,7 +316,8 @@ class HtmlUploadTest(PictureTestCase):
     def test_edit_form_with_text_file_as_picture_is_refused(self):
         token = login_token(self, "user306")
         before = get_profile(token).json()
-        resp = helpers.post_multipart("/edit", [("nickname", "should not stick " + helpers.unique_suffix()),
+        resp = helpers.post_multipart("/edit", [("csrf", helpers.session_csrf(token)),
+                                                ("nickname", "should not stick " + helpers.unique_suffix()),
                                                 ("picture", "notes.png", "image/png", images.TEXT)], token=token)
         self.assertTrue(400 <= resp.status < 500, resp)
         self.assertEqual(resp.content_type, "text/html", resp)

@@ -86,7 +86,7 @@ class CoreDownTest(helpers.StackTestCase):
         # password is wrong) because the core is down.
         cases = {
             "GET /profile": lambda: request("GET", "/profile", token=self.token),
-            "POST /login": lambda: helpers.post_form("/login", {"username": "user401", "password": helpers.PASSWORD}),
+            "POST /login": lambda: helpers.post_login_form("user401"),
         }
         for name, call in cases.items():
             with self.subTest(page=name):
@@ -179,7 +179,7 @@ class MysqlDownTest(helpers.StackTestCase):
         self.assert_503_not_401(resp)
 
     def test_html_login_is_503_not_401(self):
-        resp = helpers.post_form("/login", {"username": uncached_user(), "password": helpers.PASSWORD})
+        resp = helpers.post_login_form(uncached_user())
         self.assertEqual(resp.status, 503, resp)
         self.assertEqual(resp.content_type, "text/html", resp)
         self.assertIsNone(resp.cookie(), resp)

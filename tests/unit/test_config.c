@@ -103,24 +103,71 @@ static void short_jwt_secret_is_refused(void **state)
     assert_int_equal(config_load_secrets(&cfg, 0), -1);
 }
 
-extern char **environ;
+static void web_secrets_read_only_csrf_secret(void **state)
+{
+    (void)state;
+    struct config cfg;
+    char hex[129];
+    assert_int_equal(config_load(&cfg, NULL), 0);
+    assert_string_equal(cfg.web.env_file, ".env.web");
+    memset(hex, 'a', 64);
+    hex[64] = '\0';
+    char text[400];
+    snprintf(text, sizeof(text),
+             "# web\nJWT_SECRET=%s\nMYSQL_PASSWORD=secret\n CSRF_SECRET = \"%s\"\n", hex, hex);
+    const char *path = write_file("web.env", text);
+    snprintf(cfg.web.env_file, sizeof(cfg.web.env_file), "%s", path);
+    unsetenv("CSRF_SECRET");
+    assert_int_equal(config_load_web_secrets(&cfg), 0);
+    assert_int_equal(cfg.csrf_secret_len, 32);
+    assert_int_equal(cfg.csrf_secret[0], 0xaa);
+    /* The web server never takes the core's secrets, even from the same file. */
+    assert_int_equal(cfg.jwt_secret_len, 0);
+    assert_string_equal(cfg.mysql.password, "");
+    /* The environment wins. */
+    memset(hex, 'b', 128);
+    hex[128] = '\0';
+    setenv("CSRF_SECRET", hex, 1);
+    assert_int_equal(config_load_web_secrets(&cfg), 0);
+    unsetenv("CSRF_SECRET");
+    assert_int_equal(cfg.csrf_secret_len, 64);
+    assert_int_equal(cfg.csrf_secret[63], 0xbb);
+}
 
-/* The defaults test must not see the PROFILE_* overrides of whoever runs it. */
+static void web_secrets_missing_file_or_bad_hex(void **state)
+{
+    (void)state;
+    struct config cfg;
+    assert_int_equal(config_load(&cfg, NULL), 0);
+    unsetenv("CSRF_SECRET");
+    snprintf(cfg.web.env_file, sizeof(cfg.web.env_file), "%s/none.env", dir);
+    assert_int_equal(config_load_web_secrets(&cfg), 0);
+    assert_int_equal(cfg.csrf_secret_len, 0);
+    const char *path = write_file("bad.env", "CSRF_SECRET=xyz\n");
+    snprintf(cfg.web.env_file, sizeof(cfg.web.env_file), "%s", path);
+    assert_int_equal(config_load_web_secrets(&cfg), -1);
+    path = write_file("short.web.env", "CSRF_SECRET=abcd\n");
+    snprintf(cfg.web.env_file, sizeof(cfg.web.env_file), "%s", path);
+    assert_int_equal(config_load_web_secrets(&cfg), -1);
+}
+
+/* The tests are about the code, not the caller's environment: `make test`
+ * may run with PROFILE_* port overrides exported, which config_load would
+ * apply over the defaults checked here. */
 static void clear_profile_environment(void)
 {
-    for (int again = 1; again;) {
-        again = 0;
-        for (char **e = environ; *e != NULL; e++) {
-            if (strncmp(*e, "PROFILE_", 8) != 0) continue;
-            char name[128];
-            size_t n = strcspn(*e, "=");
-            if (n >= sizeof(name)) continue;
-            memcpy(name, *e, n);
-            name[n] = '\0';
-            unsetenv(name);
-            again = 1; /* environ changed under us: start over */
-            break;
-        }
+    extern char **environ;
+    for (;;) {
+        char name[128];
+        size_t i = 0, n;
+        while (environ[i] != NULL && strncmp(environ[i], "PROFILE_", 8) != 0)
+            i++;
+        if (environ[i] == NULL) return;
+        n = strcspn(environ[i], "=");
+        if (n >= sizeof(name)) return;
+        memcpy(name, environ[i], n);
+        name[n] = '\0';
+        if (unsetenv(name) != 0) return;
     }
 }
 
@@ -134,6 +181,8 @@ int main(void)
         cmocka_unit_test(unknown_keys_and_bad_values_are_refused),
         cmocka_unit_test(missing_env_file_is_created_private_with_a_256_bit_secret),
         cmocka_unit_test(short_jwt_secret_is_refused),
+        cmocka_unit_test(web_secrets_read_only_csrf_secret),
+        cmocka_unit_test(web_secrets_missing_file_or_bad_hex),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     char cmd[300];
