@@ -172,18 +172,22 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t siz
     snprintf(out, size, "%s:%d", host, port);
 }
 
-/* Waits (bounded by the stop flag) until fewer than max_connections threads are alive. */
-static void wait_for_slot(struct rpc_server *srv, volatile sig_atomic_t *stop)
+/* Waits up to one poll interval for fewer than max_connections threads to be
+ * alive (so the run loop still ticks while saturated). Returns 1 when a
+ * slot is free. */
+static int wait_for_slot(struct rpc_server *srv)
 {
     pthread_mutex_lock(&srv->mu);
-    while (srv->active >= srv->opt.max_connections && !*stop) {
+    if (srv->active >= srv->opt.max_connections) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += RPC_SERVER_POLL_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&srv->changed, &srv->mu, &ts);
+        (void)pthread_cond_timedwait(&srv->changed, &srv->mu, &ts);
     }
+    int free_slot = srv->active < srv->opt.max_connections;
     pthread_mutex_unlock(&srv->mu);
+    return free_slot;
 }
 
 int rpc_server_run(struct rpc_server *srv, volatile sig_atomic_t *stop, int drain_ms)
@@ -195,8 +199,8 @@ int rpc_server_run(struct rpc_server *srv, volatile sig_atomic_t *stop, int drai
     int result = 0;
 
     while (!*stop) {
-        wait_for_slot(srv, stop);
-        if (*stop) break;
+        if (srv->opt.tick != NULL) srv->opt.tick(srv->opt.tick_ctx);
+        if (!wait_for_slot(srv)) continue;
         struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN, .revents = 0};
         int rc = poll(&p, 1, RPC_SERVER_POLL_MS);
         if (rc <= 0) {

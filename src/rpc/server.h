@@ -33,6 +33,11 @@ struct rpc_server_options {
                                  write a response, milliseconds */
     rpc_handler_fn handler;
     void *handler_ctx;
+    /* Called by rpc_server_run's thread at least every 200 ms while it runs
+     * (and not during the drain), e.g. to ping systemd's watchdog or to reopen
+     * the log after SIGHUP; NULL for none. Must not block. */
+    void (*tick)(void *tick_ctx);
+    void *tick_ctx;
 };
 
 struct rpc_server;

@@ -103,8 +103,28 @@ static void short_jwt_secret_is_refused(void **state)
     assert_int_equal(config_load_secrets(&cfg, 0), -1);
 }
 
+/* The tests assert built-in defaults: drop the caller's PROFILE_* overrides
+ * (e.g. the port set a developer exports for a private stack). */
+static void clear_profile_env(void)
+{
+    extern char **environ;
+    for (;;) {
+        char name[128] = "";
+        for (char **e = environ; *e != NULL; e++) {
+            const char *eq = strchr(*e, '=');
+            if (strncmp(*e, "PROFILE_", 8) == 0 && eq != NULL && (size_t)(eq - *e) < sizeof(name)) {
+                memcpy(name, *e, (size_t)(eq - *e));
+                name[eq - *e] = '\0';
+                break;
+            }
+        }
+        if (name[0] == '\0' || unsetenv(name) != 0) return;
+    }
+}
+
 int main(void)
 {
+    clear_profile_env();
     if (mkdtemp(dir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_the_documented_values),
