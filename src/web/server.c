@@ -675,6 +675,13 @@ void web_server_stop(struct web_server *srv, int drain_ms)
     if (srv == NULL) return;
     if (srv->daemon != NULL) {
         MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
+        /* Refuse new connections at once instead of letting the kernel queue
+         * them in the backlog until the process exits (they would then be
+         * reset, and a load balancer could not tell that from a failure).
+         * shutdown() keeps the descriptor, which libmicrohttpd's threads may
+         * still hold for a moment; it is closed after MHD_stop_daemon. */
+        if (listener != MHD_INVALID_SOCKET && shutdown(listener, SHUT_RDWR) != 0)
+            log_warn(0, "web: shutdown of the listening socket: %s", strerror(errno));
         uint64_t deadline = now_us() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000u;
         /* Idle keep-alive connections are not waited for: only requests in progress. */
         while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
