@@ -47,7 +47,8 @@ if [[ ! $max_bytes =~ ^([0-9]+)([KkMmGg]?)(i?B)?$ ]]; then
 fi
 bytes=${BASH_REMATCH[1]}
 case "${BASH_REMATCH[2]}" in K | k) bytes=$((bytes << 10)) ;; M | m) bytes=$((bytes << 20)) ;; G | g) bytes=$((bytes << 30)) ;; esac
-max_body_k=$(((bytes + 65536 + 1023) / 1024))
+# Exactly the web server's caps (src/web/server.c: MULTIPART_OVERHEAD = 64 KiB).
+max_body=$((bytes + 65536))
 
 # Retry-After: seconds until the limiter lets the next request through.
 if [[ $rate =~ ^([0-9]+)r/s$ ]]; then
@@ -64,7 +65,7 @@ for ip in $exempt; do geo+="    $ip 1;"$'\n'; done
 [ -n "$geo" ] || geo="    # (no exempt addresses)"$'\n'
 
 exec "$HERE/render.sh" "$HERE/profile-site.conf.in" LISTEN="$listen" SERVER_NAME="$server_name" \
-    WEB_ADDRESS="$web" PROXY_ADDRESS="$proxy_address" MAX_BODY="${max_body_k}k" \
+    WEB_ADDRESS="$web" PROXY_ADDRESS="$proxy_address" MAX_BODY="$max_body" PICTURE_BODY="$bytes" \
     PICTURE_MAX="$max_bytes bytes" LOGIN_RATE="$rate" LOGIN_BURST="$burst" RETRY_AFTER_S="$retry" \
     LOGIN_EXEMPT_GEO="${geo%$'\n'}" ACCESS_LOG="$access_log" HEADERS_SNIPPET="$headers" \
     PICTURE_DIR="$pictures" STATIC_DIR="$static" ERRORS_DIR="$errors"
