@@ -10,7 +10,8 @@
 #   <prefix>/share/profile/    templates, static files, nginx error pages, schema, docs
 #   /etc/profile/profile.ini   the configuration (production paths and ports)
 #   /etc/profile/secrets.env   JWT_SECRET and MYSQL_PASSWORD, generated, root-only (0600)
-#   /etc/systemd/system/       profile-core.service, profile-web.service, profile.target
+#   /etc/systemd/system/       profile-core.socket, profile-core.service, profile-web.service,
+#                              profile.target
 #   /etc/nginx/sites-available/profile.conf (+ sites-enabled link) and
 #   /etc/nginx/snippets/profile-headers.conf
 #   /etc/logrotate.d/profile
@@ -165,6 +166,9 @@ for u in core web; do
     chmod 0644 "$(d "$UNIT_DIR")/profile-$u.service"
 done
 install -m 0644 "$ROOT/deploy/systemd/profile.target" "$(d "$UNIT_DIR")/profile.target"
+"$RENDER" "$ROOT/deploy/systemd/profile-core.socket.in" CORE_LISTEN="127.0.0.1:$CORE_PORT" \
+    >"$(d "$UNIT_DIR")/profile-core.socket"
+chmod 0644 "$(d "$UNIT_DIR")/profile-core.socket"
 
 # --- nginx site --------------------------------------------------------------------------
 max_bytes=$(awk -F= '/^\[picture\]/{p=1;next} /^\[/{p=0} p && $1 ~ /^[ \t]*max_bytes[ \t]*$/ {gsub(/[ \t]/,"",$2); print $2}' "$ini")

@@ -3,6 +3,7 @@
 
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <systemd/sd-daemon.h>
 #include <time.h>
 
@@ -16,6 +17,25 @@ static uint64_t monotonic_usec(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int daemon_listen_fd(void)
+{
+    int n = sd_listen_fds(1);
+    if (n == 0) return -1;
+    if (n != 1) {
+        log_error(0, "event=socket_activation outcome=failure error=\"%s\"",
+                  n < 0 ? strerror(-n) : "expected exactly one socket (ListenStream=)");
+        return -2;
+    }
+    int fd = SD_LISTEN_FDS_START;
+    int ok = sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1);
+    if (ok <= 0) {
+        log_error(0, "event=socket_activation outcome=failure error=\"%s\"",
+                  ok < 0 ? strerror(-ok) : "the passed socket is not a listening stream socket");
+        return -2;
+    }
+    return fd;
 }
 
 int daemon_notify_ready(const char *status)

@@ -13,6 +13,15 @@
 #include <stdint.h>
 
 /*
+ * The listening socket systemd passed (socket activation: a .socket unit
+ * with one ListenStream=), checked to be a listening TCP socket, or -1 when
+ * none was passed (not socket-activated: the caller binds its own). Unsets
+ * LISTEN_FDS/LISTEN_PID so children do not inherit them. Returns -2 after
+ * logging when sockets were passed but not exactly one listening TCP one.
+ */
+int daemon_listen_fd(void);
+
+/*
  * Tells systemd the service is up (READY=1 plus a STATUS= line with status,
  * a short human-readable sentence, may be NULL). Also reads the watchdog
  * interval (WATCHDOG_USEC) for daemon_watchdog_ping. Returns 0 (also when

@@ -140,9 +140,14 @@ int main(int argc, char **argv)
     svc = service_create(&cfg);
     if (svc == NULL) goto done; /* logged */
 
+    /* systemd socket activation (profile-core.socket): the socket outlives
+     * restarts, so requests arriving meanwhile wait instead of failing. */
+    int inherited_fd = daemon_listen_fd();
+    if (inherited_fd == -2) goto done; /* logged */
     struct rpc_server_options ropt = {
         .host = cfg.core.host,
         .port = cfg.core.port,
+        .inherited_fd = inherited_fd > 0 ? inherited_fd : 0,
         .max_connections = cfg.core.max_connections,
         .max_frame_bytes = cfg.rpc.max_frame_bytes,
         .io_timeout_ms = cfg.rpc.io_timeout_ms,
@@ -158,7 +163,8 @@ int main(int argc, char **argv)
                   cfg.core.port, strerror_r(errno, eb, sizeof(eb)));
         goto done;
     }
-    log_info(0, "profile-core listening on %s:%d", cfg.core.host, rpc_server_port(srv));
+    log_info(0, "profile-core listening on %s:%d%s", cfg.core.host, rpc_server_port(srv),
+             inherited_fd > 0 ? " (socket from systemd)" : "");
     (void)daemon_notify_ready("accepting RPC connections"); /* failure logged; keep serving */
     if (rpc_server_run(srv, &stop_flag, CORE_DRAIN_MS) != 0) {
         char eb[128];

@@ -46,6 +46,17 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
     if (srv == NULL) return NULL;
     srv->opt = *opt;
     srv->listen_fd = -1;
+    if (opt->inherited_fd > 0) {
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        if (getsockopt(opt->inherited_fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) goto fail;
+        if (type != SOCK_STREAM) {
+            errno = ENOTSOCK;
+            goto fail;
+        }
+        srv->listen_fd = opt->inherited_fd;
+        goto listening;
+    }
     char port[16];
     snprintf(port, sizeof(port), "%d", opt->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -69,9 +80,10 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
     }
     freeaddrinfo(res);
     srv->listen_fd = fd;
+listening:;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
         srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
     pthread_mutex_init(&srv->mu, NULL);

@@ -7,6 +7,9 @@ started by the tests (free ports, the test instance's MySQL and Redis):
     the core does the same with an RPC in flight;
   * sd_notify: READY=1 once listening and WATCHDOG=1 pings when
     WATCHDOG_USEC asks for them (a fake NOTIFY_SOCKET);
+  * socket activation: the core adopts a listening socket passed as fd 3
+    (LISTEN_FDS), and a connection made while no core runs is answered by
+    the next one;
   * journald: with JOURNAL_STREAM naming stderr, every line starts with
     an sd-daemon priority prefix (<6> info...);
   * [log] file + SIGHUP: after the file is moved away (logrotate), SIGHUP
@@ -167,10 +170,11 @@ class FakeCore(threading.Thread):
 class Process:
     """A private server process with its output in a file."""
 
-    def __init__(self, argv, env, tmp):
+    def __init__(self, argv, env, tmp, pass_fds=()):
         self.out_path = os.path.join(tmp, "out-%d.log" % time.monotonic_ns())
         self.out = open(self.out_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.out, env=env, cwd=ROOT)
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.out, env=env, cwd=ROOT,
+                                     pass_fds=pass_fds)
 
     def text(self):
         with open(self.out_path, "rb") as f:
@@ -283,6 +287,54 @@ class NotifyTest(DaemonTestCase):
         self.assertTrue(resp.get(6), "no token in the answer")
         self.assertEqual(core.proc.wait(timeout=15), 0, core.text())
         self.assertIn("STOPPING=1", sock.recv(4096).decode())
+
+
+def start_activated_core(listener, tmp, env_extra=None):
+    """Starts profile-core the way systemd's socket activation does: the
+    listening socket as fd 3, LISTEN_FDS=1 and LISTEN_PID = the core's pid."""
+    env = clean_env(**(env_extra or {}))
+    env["LISTEN_FDS"] = "1"
+    argv = ["/bin/sh", "-c", 'LISTEN_PID=$$ exec "$0" "$@" 3<&%d' % listener.fileno(), CORE_BIN, "-c",
+            helpers.CONFIG_PATH]
+    return Process(argv, env, tmp, pass_fds=(listener.fileno(),)), listener
+
+
+def stack_store_env():
+    return {k: v for k, v in os.environ.items() if k in ("PROFILE_MYSQL_PORT", "PROFILE_REDIS_PORT")}
+
+
+def health_rpc(sock, rid):
+    write_frame(sock, field_varint(1, rid) + field_varint(2, 5))
+    return decode(read_frame(sock))
+
+
+class SocketActivationTest(DaemonTestCase):
+
+    def test_core_adopts_the_socket_and_a_restart_loses_no_connection(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        port = listener.getsockname()[1]
+        self.addCleanup(listener.close)
+        # The core's own port setting must not matter: it adopts fd 3.
+        env = dict(stack_store_env(), PROFILE_CORE_PORT="1")
+        old, _ = start_activated_core(listener, self.tmp, env)
+        self.procs.append(old)
+        self.assertTrue(helpers.wait_for(lambda: "socket from systemd" in old.text(), 15), old.text())
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            self.assertEqual(health_rpc(conn, 1).get(2, 0), 0)
+        old.proc.send_signal(signal.SIGTERM)
+        self.assertEqual(old.proc.wait(timeout=15), 0, old.text())
+        # No core runs now, but the socket does: this connection waits in the backlog...
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=20)
+        with waiting:
+            write_frame(waiting, field_varint(1, 2) + field_varint(2, 5))
+            new, _ = start_activated_core(listener, self.tmp, env)
+            self.procs.append(new)
+            # ...and is answered by the next core.
+            resp = decode(read_frame(waiting))
+        self.assertEqual(resp.get(1), 2)
+        self.assertEqual(resp.get(2, 0), 0)
 
 
 class JournalTest(DaemonTestCase):

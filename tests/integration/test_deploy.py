@@ -59,7 +59,8 @@ class InstallTest(helpers.StackTestCase):
     def test_programs_units_site_and_config_are_installed(self):
         for p in ("/usr/local/bin/profile-core", "/usr/local/bin/profile-web",
                   "/etc/systemd/system/profile-core.service", "/etc/systemd/system/profile-web.service",
-                  "/etc/systemd/system/profile.target", "/etc/nginx/sites-available/profile.conf",
+                  "/etc/systemd/system/profile.target", "/etc/systemd/system/profile-core.socket",
+                  "/etc/nginx/sites-available/profile.conf",
                   "/etc/nginx/snippets/profile-headers.conf", "/etc/logrotate.d/profile",
                   "/etc/profile/profile.ini", "/etc/profile/secrets.env",
                   "/usr/local/share/profile/web/templates/login.html",
@@ -140,7 +141,7 @@ class SystemdUnitTest(helpers.StackTestCase):
         cls.units = os.path.join(cls.tmp, "units")
         os.mkdir(cls.units)
         # verify checks that ExecStart exists: point it at the staged binaries.
-        for name in ("profile-core.service", "profile-web.service", "profile.target"):
+        for name in ("profile-core.socket", "profile-core.service", "profile-web.service", "profile.target"):
             text = read(os.path.join(dest, "etc/systemd/system", name))
             text = text.replace("ExecStart=/usr/local/bin/", "ExecStart=%s/usr/local/bin/" % dest)
             with open(os.path.join(cls.units, name), "w") as f:
@@ -151,8 +152,8 @@ class SystemdUnitTest(helpers.StackTestCase):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
     def test_systemd_analyze_verify_is_clean(self):
-        res = run(["systemd-analyze", "verify", "profile-core.service", "profile-web.service",
-                   "profile.target"], cwd=self.units)
+        res = run(["systemd-analyze", "verify", "profile-core.socket", "profile-core.service",
+                   "profile-web.service", "profile.target"], cwd=self.units)
         out = res.stdout.decode().strip()
         self.assertEqual(res.returncode, 0, out)
         self.assertEqual(out, "", "systemd-analyze verify complained")
@@ -183,6 +184,11 @@ class SystemdUnitTest(helpers.StackTestCase):
                 self.assertRegex(text, r"(?m)^%s$" % re.escape(line), "%s lacks %s" % (name, line))
             self.assertRegex(text, r"(?m)^WatchdogSec=\d+")
             self.assertRegex(text, r"(?m)^EnvironmentFile=")
+
+    def test_core_socket_matches_the_configured_port(self):
+        text = read(os.path.join(self.units, "profile-core.socket"))
+        self.assertRegex(text, r"(?m)^ListenStream=127\.0\.0\.1:9090$")
+        self.assertRegex(read(os.path.join(self.units, "profile-core.service")), r"(?m)^Requires=profile-core\.socket$")
 
 
 class NginxAndLogrotateConfigTest(helpers.StackTestCase):
