@@ -188,6 +188,13 @@ pid_alive() {
     printf '%s\n' "$pid"
 }
 
+# spawned_alive PIDFILE: the process spawn() just started still exists.
+spawned_alive() {
+    local pid
+    pid=$(tr -dc '0-9' <"$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # wait_for SECONDS DESCRIPTION PIDFILE NAME COMMAND...: polls COMMAND until it
@@ -197,7 +204,10 @@ wait_for() {
     shift 4
     for ((i = 0; i < secs * 10; i++)); do
         if "$@"; then return 0; fi
-        if [ -n "$pidfile" ] && ! pid_alive "$pidfile" "$name" >/dev/null; then
+        # The process we just spawned must still exist. (Not pid_alive: for a
+        # moment after the fork the child's command line is still this
+        # script's, so a name check could report a live server as dead.)
+        if [ -n "$pidfile" ] && ! spawned_alive "$pidfile"; then
             say "$what exited during start-up"
             return 1
         fi

@@ -77,7 +77,7 @@ void web_metrics_observe(struct web_metrics *m, size_t route, int status, uint64
 
 int web_metrics_printf(struct html_buf *out, const char *fmt, ...)
 {
-    char line[512];
+    char line[1024]; /* bytes; every caller writes a few short lines at once */
     va_list ap;
     va_start(ap, fmt);
     int n = vsnprintf(line, sizeof(line), fmt, ap);

@@ -8,7 +8,9 @@ new one on the same socket. Prints wrk's answers by status.
 
 Usage (with the test instance up, scripts/stack.sh --config etc/test.ini
 test-up, and the same PROFILE_* overrides exported):
-  tests/load/restart_core_socket_activated.py [SECONDS] [CONNECTIONS]
+  tests/load/restart_core_socket_activated.py [SECONDS] [CONNECTIONS] [LUA]
+LUA defaults to tests/load/profile_read.lua (reads); profile_mixed.lua
+adds 10 % nickname writes.
 The stack's own core is stopped for the run and started again afterwards.
 """
 
@@ -44,6 +46,7 @@ def start_core(listener):
 def main():
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 20
     connections = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+    script = sys.argv[3] if len(sys.argv) > 3 else "tests/load/profile_read.lua"
     core_port = int(helpers.config_value("core", "port", "9090"))
     subprocess.run([STACK, "--config", CONFIG, "core-stop"], check=True, cwd=ROOT)
     listener = socket.socket()
@@ -57,7 +60,7 @@ def main():
         if token is None:
             raise SystemExit("login failed: %r" % resp)
         wrk = subprocess.Popen(["wrk", "-t2", "-c%d" % connections, "-d%ds" % seconds, "--latency",
-                                "-s", os.path.join(ROOT, "tests/load/profile_read.lua"), helpers.BASE_URL],
+                                "-s", os.path.join(ROOT, script), helpers.BASE_URL],
                                env=dict(os.environ, PROFILE_TOKEN=token), stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, cwd=ROOT)
         time.sleep(seconds / 4)
