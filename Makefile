@@ -1,7 +1,7 @@
 # Entry points. `make run` and `make test` work on a fresh Debian 12 machine:
 # they install the missing Debian packages (apt-get, sudo when not root),
 # build, and drive scripts/stack.sh, which does the real work.
-.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots
+.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots install
 
 SHELL := /bin/bash
 # The instance to act on: etc/profile.ini (dev, var/) or etc/test.ini (var/test/).
@@ -46,6 +46,13 @@ screenshots:
 	mkdir -p docs/screenshots
 	for p in $(SCREENSHOTS); do for w in phone desktop; do \
 	  cp build/e2e-artifacts/screenshots/$$p-$$w.png docs/screenshots/ || exit 1; done; done
+
+# Production install on this host (deploy/install.sh --help): binaries,
+# /etc/profile/, systemd units, nginx site, logrotate, data directories.
+# INSTALL_ARGS="--destdir /tmp/stage" stages it into a directory instead.
+INSTALL_ARGS ?=
+install: build
+	deploy/install.sh $(INSTALL_ARGS)
 
 # (Re)load N users (idempotent: the same N twice does nothing).
 populate: build

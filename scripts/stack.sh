@@ -15,6 +15,10 @@
 #   schema                apply sql/schema.sql
 #   populate [N] [opts]   build/profile-populate (default N: [stack] users)
 #   core-start | core-stop | web-start | web-stop
+#   nginx-start | nginx-stop  the private nginx in front of the web server
+#                         ([nginx] enabled=1; config rendered into
+#                         <var_dir>/nginx/ from deploy/nginx/)
+#   nginx-config          render that config only; nginx-test: nginx -t on it
 #   test                  test instance up (etc/test.ini, users reloaded afresh:
 #                         PROFILE_TEST_USERS, default 20000), ctest, test
 #                         instance down (also on failure); exits with ctest's status
@@ -63,8 +67,8 @@ CONFIG=${CONFIG:-etc/profile.ini}
 # nicknames must render as glyphs, not empty boxes, in Debian's chromium.
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler
 libmariadb-dev mariadb-server mariadb-client redis-server libhiredis-dev libsodium-dev libjwt-dev
-libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat curl python3 chromium
-fonts-noto-color-emoji fonts-droid-fallback"
+libjansson-dev libvips-dev libinih-dev libcmocka-dev libsystemd-dev nginx wrk sysstat curl python3
+logrotate systemd chromium fonts-noto-color-emoji fonts-droid-fallback"
 # Node.js and npm (browser tests) may come from another source than Debian
 # (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's
 # npm): Debian's packages are installed only when the commands are missing.
@@ -135,6 +139,18 @@ load_config() {
     MYSQL_DB=$(cfg mysql database profile)
     REDIS_HOST=$(cfg redis host 127.0.0.1)
     REDIS_PORT=$(cfg redis port 16379)
+    NGINX_ENABLED=$(cfg nginx enabled 1)
+    NGINX_HOST=$(cfg nginx host 127.0.0.1)
+    NGINX_PORT=$(cfg nginx port 8000)
+    NGINX_PROXY_ADDRESS=$(cfg nginx proxy_address 127.0.0.2)
+    NGINX_LOGIN_RATE=$(cfg nginx login_rate 30r/m)
+    NGINX_LOGIN_BURST=$(cfg nginx login_burst 10)
+    NGINX_LOGIN_EXEMPT=$(cfg nginx login_exempt "")
+    NGINX_DIR=$VAR/nginx
+    NGINX_CONF=$NGINX_DIR/nginx.conf
+    NGINX_PIDFILE=$RUN_DIR/nginx.pid
+    STATIC_DIR=$(abspath "$(cfg web static_dir web/static)")
+    MAX_BYTES=$(cfg picture max_bytes 10M)
     MYSQL_SOCKET=$RUN_DIR/mysqld.sock
     MYSQL_CNF=$RUN_DIR/my.cnf
     MYSQL_PIDFILE=$RUN_DIR/mysqld.pid
@@ -195,6 +211,13 @@ pid_alive() {
     printf '%s\n' "$pid"
 }
 
+# spawned_alive PIDFILE: the process spawn() just started still exists.
+spawned_alive() {
+    local pid
+    pid=$(tr -dc '0-9' <"$1" 2>/dev/null) || return 1
+    [ -n "$pid" ] && [ -d "/proc/$pid" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null
+}
+
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
 # wait_for SECONDS DESCRIPTION PIDFILE NAME COMMAND...: polls COMMAND until it
@@ -205,10 +228,10 @@ wait_for() {
     shift 4
     for ((i = 0; i < secs * 10; i++)); do
         if "$@"; then return 0; fi
-        # Only "does the process exist": right after the fork its command line
-        # is still this script's until exec, so matching the name here would
-        # report a healthy start as a death on a busy machine.
-        if [ -n "$pidfile" ] && ! kill -0 "$(tr -dc '0-9' <"$pidfile")" 2>/dev/null; then
+        # The process we just spawned must still exist. (Not pid_alive: for a
+        # moment after the fork the child's command line is still this
+        # script's, so a name check could report a live server as dead.)
+        if [ -n "$pidfile" ] && ! spawned_alive "$pidfile"; then
             say "$what exited during start-up"
             return 1
         fi
@@ -380,6 +403,54 @@ server_start() {
 
 server_stop() { stop_process "$RUN_DIR/$1.pid" "profile-$1" "$1" 10; }
 
+# --- nginx ----------------------------------------------------------------------------
+
+# Renders <var_dir>/nginx/{nginx.conf,site.conf,headers.conf} for this instance.
+nginx_config() {
+    local user_line="" proxies
+    mkdir -p "$NGINX_DIR/tmp" "$LOG_DIR"
+    [ "$(id -u)" -eq 0 ] && user_line="user root;"
+    proxies=$(cfg web trusted_proxies "")
+    case ",${proxies// /}," in
+    *",$NGINX_PROXY_ADDRESS,"*) ;;
+    *) say "warning: [web] trusted_proxies ($proxies) lacks nginx's [nginx] proxy_address $NGINX_PROXY_ADDRESS: client addresses behind nginx will be logged as $NGINX_PROXY_ADDRESS" ;;
+    esac
+    deploy/nginx/render.sh deploy/nginx/headers.conf.in >"$NGINX_DIR/headers.conf"
+    deploy/nginx/site-render.sh --listen "$NGINX_HOST:$NGINX_PORT" --server-name "$NGINX_HOST" \
+        --web "$WEB_HOST:$WEB_PORT" --proxy-address "$NGINX_PROXY_ADDRESS" --max-bytes "$MAX_BYTES" \
+        --login-rate "$NGINX_LOGIN_RATE" --login-burst "$NGINX_LOGIN_BURST" \
+        --login-exempt "$NGINX_LOGIN_EXEMPT" --access-log "$LOG_DIR/nginx-access.log" \
+        --headers "$NGINX_DIR/headers.conf" --pictures "$PICTURE_DIR" --static "$STATIC_DIR" \
+        --errors "$ROOT/deploy/nginx/errors" >"$NGINX_DIR/site.conf"
+    deploy/nginx/render.sh deploy/nginx/nginx-dev.conf.in USER_LINE="$user_line" PREFIX="$NGINX_DIR" \
+        ERROR_LOG="$LOG_DIR/nginx-error.log" SITE="$NGINX_DIR/site.conf" >"$NGINX_CONF"
+}
+
+nginx_test() {
+    nginx_config
+    nginx -t -q -c "$NGINX_CONF" -p "$NGINX_DIR" -e stderr
+}
+
+nginx_url() { printf 'http://%s:%s/\n' "$NGINX_HOST" "$NGINX_PORT"; }
+
+nginx_start() {
+    [ "$NGINX_ENABLED" = 1 ] || return 0
+    ensure_dirs
+    if pid_alive "$NGINX_PIDFILE" "$NGINX_CONF" >/dev/null; then
+        say "nginx already running on $NGINX_HOST:$NGINX_PORT"
+        return
+    fi
+    port_open "$NGINX_HOST" "$NGINX_PORT" && die "port $NGINX_PORT is taken by another process"
+    nginx_test || die "nginx -t failed for $NGINX_CONF"
+    say "nginx: starting on $NGINX_HOST:$NGINX_PORT (logs $LOG_DIR/nginx-*.log)"
+    spawn "$NGINX_PIDFILE" "$LOG_DIR/nginx.out" nginx -c "$NGINX_CONF" -p "$NGINX_DIR" \
+        -e "$LOG_DIR/nginx-error.log" -g 'daemon off;'
+    wait_for 20 nginx "$NGINX_PIDFILE" "$NGINX_CONF" port_open "$NGINX_HOST" "$NGINX_PORT" ||
+        { tail_log "$LOG_DIR/nginx-error.log"; die "nginx did not start"; }
+}
+
+nginx_stop() { stop_process "$NGINX_PIDFILE" "$NGINX_CONF" nginx 10; }
+
 # --- population -------------------------------------------------------------------------
 
 populate() {
@@ -406,10 +477,15 @@ start_all() {
     populate "$USERS" "${popt[@]}"
     server_start core "$CORE_HOST" "$CORE_PORT"
     server_start web "$WEB_HOST" "$WEB_PORT"
-    say "ready: open $(url)  (log in as user1 / password123)"
+    nginx_start
+    say "ready: open $(front_url)  (log in as user1 / password123)"
 }
 
+# The URL users should open: nginx when it runs in front, else the web server.
+front_url() { if [ "$NGINX_ENABLED" = 1 ]; then nginx_url; else url; fi; }
+
 stop_all() {
+    nginx_stop
     server_stop web
     server_stop core
     redis_stop
@@ -438,6 +514,9 @@ status_all() {
     fi
     status_line core "$RUN_DIR/core.pid" profile-core "$CORE_HOST:$CORE_PORT"
     status_line web "$RUN_DIR/web.pid" profile-web "$(url)"
+    if [ "$NGINX_ENABLED" = 1 ]; then
+        status_line nginx "$NGINX_PIDFILE" "$NGINX_CONF" "$(nginx_url)"
+    fi
 }
 
 run_foreground() {
@@ -455,9 +534,14 @@ run_foreground() {
     trap 'exit 129' HUP
     start_all "$@"
     echo
-    echo "  Profile service: $(url)"
+    if [ "$NGINX_ENABLED" = 1 ]; then
+        echo "  Profile service: $(nginx_url)  (through nginx)"
+        echo "  Web server directly: $(url)"
+    else
+        echo "  Profile service: $(url)"
+    fi
     echo "  Log in as user1 / password123 (user1 .. user$USERS all work)."
-    echo "  Logs: $LOG_DIR/core.log $LOG_DIR/web.log   Press Ctrl-C to stop."
+    echo "  Logs: $LOG_DIR/{core,web,nginx-access}.log   Press Ctrl-C to stop."
     echo
     tail -n 0 -F "$LOG_DIR/core.log" "$LOG_DIR/web.log" &
     tail_pid=$!
@@ -490,6 +574,10 @@ run_foreground() {
                 fi
             fi
         done
+        if [ "$NGINX_ENABLED" = 1 ] && ! pid_alive "$NGINX_PIDFILE" "$NGINX_CONF" >/dev/null; then
+            say "nginx exited unexpectedly (see $LOG_DIR/nginx-error.log)"
+            exit 1
+        fi
         sleep 1 &
         wait $! || true
     done
@@ -532,6 +620,14 @@ run_tests() {
     PROFILE_WEB_URL="http://$WEB_HOST:$WEB_PORT" PROFILE_CONFIG="$CONFIG" PROFILE_STACK=scripts/stack.sh \
         ctest --test-dir "$BUILD_DIR" --output-on-failure || rc=$?
     say "ctest exited with status $rc"
+    if [ "$NGINX_ENABLED" = 1 ]; then
+        # The same integration suite again, every request through nginx.
+        say "integration tests again through nginx at $(nginx_url)"
+        PROFILE_WEB_URL="http://$NGINX_HOST:$NGINX_PORT" PROFILE_VIA_NGINX=1 PROFILE_CONFIG="$CONFIG" \
+            PROFILE_STACK=scripts/stack.sh ctest --test-dir "$BUILD_DIR" --output-on-failure \
+            -L integration || rc=$?
+        say "ctest through nginx: status $rc"
+    fi
     exit "$rc"
 }
 
@@ -576,6 +672,10 @@ core-start) load_config; ensure_secrets; server_start core "$CORE_HOST" "$CORE_P
 core-stop) load_config; server_stop core ;;
 web-start) load_config; ensure_web_secrets; server_start web "$WEB_HOST" "$WEB_PORT" ;;
 web-stop) load_config; server_stop web ;;
+nginx-start) load_config; nginx_start ;;
+nginx-stop) load_config; nginx_stop ;;
+nginx-config) load_config; nginx_config; printf '%s\n' "$NGINX_CONF" ;;
+nginx-test) load_config; nginx_test ;;
 start) load_config; start_all "$@" ;;
 stop) load_config; stop_all ;;
 status) load_config; status_all ;;

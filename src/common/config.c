@@ -88,6 +88,7 @@ static const struct config_key config_keys[] = {
     INT("redis", "timeout_ms", redis.timeout_ms, 1, 600000),
 
     {"log", "level", CFG_LEVEL, F(log.level), 0, 0},
+    STR("log", "file", log.file),
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -386,8 +387,10 @@ static int config_create_env_file(const char *path)
 int config_load_secrets(struct config *cfg, int create)
 {
     const char *path = cfg->core.env_file;
-    FILE *f = fopen(path, "re");
-    if (f == NULL && errno == ENOENT && create) {
+    /* Empty: the environment only (systemd's EnvironmentFile= read it as root). */
+    FILE *f = path[0] != '\0' ? fopen(path, "re") : NULL;
+    if (path[0] == '\0') errno = ENOENT;
+    if (f == NULL && path[0] != '\0' && errno == ENOENT && create) {
         if (config_create_env_file(path) < 0) return -1;
         fprintf(stderr, "%s: created with a new random JWT_SECRET\n", path);
         f = fopen(path, "re");

@@ -93,7 +93,8 @@ struct config_redis {
 };
 
 struct config_log {
-    int level; /* enum log_level; default LOG_INFO */
+    int level;                 /* enum log_level; default LOG_INFO */
+    char file[CONFIG_STR_MAX]; /* append lines here (reopened on SIGHUP); "" = stderr (default) */
 };
 
 struct config {
@@ -123,11 +124,11 @@ int config_load(struct config *cfg, const char *path);
 
 /*
  * Reads the secrets from cfg->core.env_file into cfg (JWT_SECRET as 64 hex
- * digits, MYSQL_PASSWORD). When create is non-zero and the file is missing,
- * creates it with mode 0600 and a fresh 256-bit JWT_SECRET from libsodium's
- * CSPRNG. Variables of the same names in the process environment win.
- * Returns 0, or -1 with a message on stderr (unreadable file, bad hex, wrong
- * mode when group/other can read it is only warned about).
+ * digits, MYSQL_PASSWORD); an empty env_file reads no file (secrets come
+ * from the environment, e.g. systemd's EnvironmentFile=). When create is non-zero and the file is
+ * missing, creates it with mode 0600 and a fresh 256-bit JWT_SECRET from libsodium's CSPRNG.
+ * Variables of the same names in the process environment win. Returns 0, or -1 with a message on
+ * stderr (unreadable file, bad hex, wrong mode when group/other can read it is only warned about).
  */
 int config_load_secrets(struct config *cfg, int create);
 

@@ -2,14 +2,31 @@
 #include "common/log.h"
 #include "common/validate.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 4096 /* bytes per line, newline included */
+#define LOG_TAG_MAX 64    /* bytes of a correlation tag */
+#define LOG_PATH_MAX 4096 /* bytes of the log file's path, NUL included */
+
+static int log_fd = STDERR_FILENO;  /* where lines go; a file is dup2()ed onto it on reopen */
+static int log_journal;             /* 1: stderr is journald's stream: sd-daemon prefixes */
+static char log_path[LOG_PATH_MAX]; /* the log file, "" for stderr */
+static pthread_mutex_t log_reopen_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Thread_local char log_tag[LOG_TAG_MAX + 1]; /* this thread's tag, "" for none */
+
+/* sd-daemon(3) priorities: LOG_DEBUG 7, LOG_INFO 6, LOG_WARNING 4, LOG_ERR 3. */
+static const char log_journal_prefix[][4] = {"<7>", "<6>", "<4>", "<3>"};
 
 static volatile int log_threshold = LOG_INFO;
 
@@ -25,6 +42,76 @@ enum log_level log_get_level(void)
     return (enum log_level)log_threshold;
 }
 
+/* systemd sets JOURNAL_STREAM=<dev>:<inode> of the stream it connected to
+ * stderr (systemd.exec(5)); a match means journald reads our lines. */
+static int stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    struct stat st;
+    unsigned long long dev, ino;
+    if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2) return 0;
+    if (fstat(STDERR_FILENO, &st) != 0) return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+static int open_log_file(const char *path)
+{
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+
+int log_open(const char *file)
+{
+    if (file == NULL || file[0] == '\0') {
+        log_journal = stderr_is_journal();
+        return 0;
+    }
+    if (strlen(file) >= sizeof(log_path)) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    int fd = open_log_file(file);
+    if (fd < 0) return -1;
+    memcpy(log_path, file, strlen(file) + 1);
+    log_fd = fd;
+    log_journal = 0;
+    return 0;
+}
+
+int log_reopen(void)
+{
+    int rc = 0;
+    pthread_mutex_lock(&log_reopen_mu);
+    if (log_path[0] != '\0') {
+        int fd = open_log_file(log_path);
+        /* dup2 swaps the file under log_fd in one step: a concurrent write
+         * lands wholly in the old file or wholly in the new one. */
+        if (fd < 0 || dup2(fd, log_fd) < 0) rc = -1;
+        if (fd >= 0) {
+            int saved = errno;
+            close(fd);
+            errno = saved;
+        }
+    }
+    pthread_mutex_unlock(&log_reopen_mu);
+    return rc;
+}
+
+int log_set_tag(const char *tag)
+{
+    log_tag[0] = '\0';
+    if (tag == NULL || tag[0] == '\0') return 0;
+    size_t n = strlen(tag);
+    if (n > LOG_TAG_MAX) return -1;
+    for (size_t i = 0; i < n; i++) {
+        char c = tag[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-'))
+            return -1;
+    }
+    memcpy(log_tag, tag, n + 1);
+    return 0;
+}
+
 int log_level_parse(const char *name)
 {
     for (int i = LOG_DEBUG; i <= LOG_ERROR; i++)
@@ -38,14 +125,23 @@ void log_write(enum log_level level, uint64_t rid, const char *fmt, ...)
     if ((int)level < log_threshold || level > LOG_ERROR) return;
 
     char line[LOG_LINE_MAX];
-    struct timespec now;
-    struct tm tm;
-    clock_gettime(CLOCK_REALTIME, &now);
-    gmtime_r(&now.tv_sec, &tm);
-
-    int n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s rid=%llu ",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     now.tv_nsec / 1000000L, log_level_names[level], (unsigned long long)rid);
+    int n;
+    if (log_journal) {
+        /* journald stamps the time itself */
+        n = snprintf(line, sizeof(line), "%s%-5s rid=%llu %s%s%s", log_journal_prefix[level],
+                     log_level_names[level], (unsigned long long)rid, log_tag[0] ? "tag=" : "",
+                     log_tag, log_tag[0] ? " " : "");
+    } else {
+        struct timespec now;
+        struct tm tm;
+        clock_gettime(CLOCK_REALTIME, &now);
+        gmtime_r(&now.tv_sec, &tm);
+        n = snprintf(line, sizeof(line),
+                     "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %-5s rid=%llu %s%s%s", tm.tm_year + 1900,
+                     tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     now.tv_nsec / 1000000L, log_level_names[level], (unsigned long long)rid,
+                     log_tag[0] ? "tag=" : "", log_tag, log_tag[0] ? " " : "");
+    }
     if (n < 0) return;
     size_t used = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
 
@@ -59,7 +155,7 @@ void log_write(enum log_level level, uint64_t rid, const char *fmt, ...)
     line[used++] = '\n';
 
     /* One write per line: concurrent threads never interleave inside a line. */
-    ssize_t w = write(STDERR_FILENO, line, used);
+    ssize_t w = write(log_fd, line, used);
     (void)w; /* nowhere left to report a failed log write */
 }
 

@@ -2,11 +2,18 @@
  * log: one logger for the whole program.
  *
  * Every line is
- *   <RFC 3339 UTC time> <LEVEL> rid=<request id> <key=value ...>
- * written with one write(2) to stderr, so lines from different threads never
- * interleave and journald or a file redirect sees whole lines. Values that
- * come from users are quoted and escaped by log_quote() so a hostile
- * username cannot forge a second log line.
+ *   <RFC 3339 UTC time> <LEVEL> rid=<request id> [tag=<tag>] <key=value ...>
+ * written with one write(2), so lines from different threads never
+ * interleave and journald or a file sees whole lines. Values that come from
+ * users are quoted and escaped by log_quote() so a hostile username cannot
+ * forge a second log line.
+ *
+ * Output (log_open): stderr by default. Under systemd (JOURNAL_STREAM names
+ * our stderr) each line starts with an sd-daemon priority prefix instead of
+ * the time ("<3>" error, "<4>" warn, "<6>" info, "<7>" debug, see
+ * sd-daemon(3)), so journald files it at the right priority and adds its own
+ * timestamp. With a log file configured, lines are appended to it and
+ * log_reopen() (on SIGHUP, after logrotate moved the file) starts a new one.
  */
 #ifndef PROFILE_COMMON_LOG_H
 #define PROFILE_COMMON_LOG_H
@@ -15,6 +22,30 @@
 #include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+
+/*
+ * Chooses the output: file (a path, appended to, created 0640) when non-NULL
+ * and non-empty, else stderr; detects journald as described above. Call once
+ * at start-up, before threads exist. Returns 0, or -1 with errno when the
+ * file cannot be opened (the logger then keeps writing to stderr).
+ */
+int log_open(const char *file);
+
+/*
+ * Reopens the log file named to log_open (no-op with stderr), atomically for
+ * concurrent writers: each line goes wholly to the old or the new file.
+ * Call from a normal thread (not a signal handler) after SIGHUP. Returns 0,
+ * or -1 with errno (the old file stays in use).
+ */
+int log_reopen(void);
+
+/*
+ * Sets the calling thread's correlation tag (e.g. the X-Request-Id the web
+ * server received), added as tag=<tag> to every line this thread writes
+ * until cleared with NULL or "". Only 1..64 bytes of [A-Za-z0-9-] are
+ * accepted; anything else clears the tag. Returns 0, or -1 when refused.
+ */
+int log_set_tag(const char *tag);
 
 /* Sets the lowest level written; lines below it cost one comparison. */
 void log_set_level(enum log_level level);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,13 +36,25 @@
 #define MSG_BAD_SESSION "Your session is invalid or has expired, please log in again."
 #define MSG_UNSUPPORTED "The file is not a JPEG, PNG, GIF or WebP image."
 
+/* Counters since start, served by METRICS (see CoreMetrics in proto/profile.proto). */
+struct service_counters {
+    _Atomic uint64_t requests;         /* RPC requests handled */
+    _Atomic uint64_t logins_succeeded; /* LOGIN answered OK */
+    _Atomic uint64_t logins_failed;    /* LOGIN refused: wrong credentials or bad username */
+    _Atomic uint64_t cache_hits;       /* GET_PROFILE answered from the Redis cache */
+    _Atomic uint64_t cache_misses;     /* GET_PROFILE that read MySQL */
+    _Atomic uint64_t mysql_errors;     /* failed MySQL calls (down, timeout, error) */
+    _Atomic uint64_t redis_errors;     /* failed Redis calls, the cache's included */
+};
+
 struct service {
-    struct config cfg;              /* copy, read-only after create */
-    struct db_pool *db;             /* users table */
-    struct redis_pool *redis;       /* sessions and profile cache */
-    struct password_hasher *hasher; /* argon2id with a concurrency cap */
-    struct picture_store *pictures; /* avatar files */
-    struct credcache *creds;        /* recently verified logins (skip argon2id) */
+    struct config cfg;                /* copy, read-only after create */
+    struct service_counters counters; /* for METRICS */
+    struct db_pool *db;               /* users table */
+    struct redis_pool *redis;         /* sessions and profile cache */
+    struct password_hasher *hasher;   /* argon2id on nice +10 threads */
+    struct picture_store *pictures;   /* avatar files */
+    struct credcache *creds;          /* recently verified logins (skip argon2id) */
     pthread_mutex_t user_locks[SERVICE_USER_LOCKS];
 };
 
@@ -125,6 +138,7 @@ static void reply_internal(struct call *c, const char *reason)
 /* Maps a failed MySQL store call (not NOT_FOUND) to the reply. */
 static void reply_db_failure(struct call *c, int rc)
 {
+    atomic_fetch_add(&c->svc->counters.mysql_errors, 1);
     if (rc == STORE_UNAVAILABLE)
         reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "database_unavailable",
                     "database_unavailable", MSG_DB_UNAVAILABLE);
@@ -135,6 +149,7 @@ static void reply_db_failure(struct call *c, int rc)
 /* Maps a failed Redis store call (not NOT_FOUND) to the reply. */
 static void reply_redis_failure(struct call *c, int rc)
 {
+    atomic_fetch_add(&c->svc->counters.redis_errors, 1);
     if (rc == STORE_UNAVAILABLE)
         reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "session_store_unavailable",
                     "redis_unavailable", MSG_REDIS_UNAVAILABLE);
@@ -299,6 +314,7 @@ static void handle_login(struct call *c)
     struct profile_cache_entry cached = {0};
     int cached_ok = profile_cache_get(svc->redis, username, &cached) == STORE_OK &&
                     cached.password_hash != NULL;
+    atomic_fetch_add(cached_ok ? &svc->counters.cache_hits : &svc->counters.cache_misses, 1);
     if (cached_ok) {
         u.username = strdup(username);
         u.nickname = cached.nickname, cached.nickname = NULL;
@@ -364,9 +380,11 @@ static void handle_login(struct call *c)
         struct profile_cache_entry entry = {
             .nickname = u.nickname, .picture = u.picture, .password_hash = u.password_hash};
         rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
-        if (rc != STORE_OK)
+        if (rc != STORE_OK) {
+            atomic_fetch_add(&svc->counters.redis_errors, 1);
             log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
                      store_status_str(rc), c->user);
+        }
     }
     log_info(c->rid, "event=login outcome=success user=%s ip=%s", c->user, c->ip);
 done:
@@ -419,6 +437,7 @@ static void handle_get_profile(struct call *c)
     if (verify_token(c, &claims) != 0 || check_session(c, &claims, &entry, &have_profile) != 0)
         return;
     if (have_profile) {
+        atomic_fetch_add(&svc->counters.cache_hits, 1);
         if (set_profile(c, claims.sub, entry.nickname, entry.picture) != 0)
             reply_internal(c, "out_of_memory");
         else
@@ -427,6 +446,7 @@ static void handle_get_profile(struct call *c)
         profile_cache_entry_free(&entry);
         return;
     }
+    atomic_fetch_add(&svc->counters.cache_misses, 1);
 
     rc = user_store_get_by_username(svc->db, claims.sub, &u);
     if (rc == STORE_NOT_FOUND) {
@@ -443,9 +463,11 @@ static void handle_get_profile(struct call *c)
     entry.picture = u.picture;
     entry.password_hash = u.password_hash;
     rc = profile_cache_fill(svc->redis, u.username, &entry, svc->cfg.core.cache_ttl_s);
-    if (rc != STORE_OK)
+    if (rc != STORE_OK) {
+        atomic_fetch_add(&svc->counters.redis_errors, 1);
         log_warn(c->rid, "event=profile_cache_fill outcome=failure reason=%s user=%s",
                  store_status_str(rc), c->user);
+    }
     if (set_profile(c, u.username, u.nickname, u.picture) != 0)
         reply_internal(c, "out_of_memory");
     else
@@ -466,9 +488,11 @@ static void refresh_cache(struct call *c, const struct user_record *updated)
                                         .password_hash = updated->password_hash};
     int rc = profile_cache_put(svc->redis, updated->username, &entry, svc->cfg.core.cache_ttl_s);
     if (rc == STORE_OK) return;
+    atomic_fetch_add(&svc->counters.redis_errors, 1);
     log_warn(c->rid, "event=profile_cache_put outcome=failure reason=%s user=%s",
              store_status_str(rc), c->user);
     rc = profile_cache_invalidate(svc->redis, updated->username);
+    if (rc != STORE_OK) atomic_fetch_add(&svc->counters.redis_errors, 1);
     if (rc != STORE_OK)
         log_error(c->rid,
                   "event=profile_cache_invalidate outcome=failure reason=%s user=%s "
@@ -686,6 +710,8 @@ static void handle_health(struct call *c)
     int db = db_pool_ping(c->svc->db);
     int redis = redis_pool_ping(c->svc->redis);
 
+    if (db != STORE_OK) atomic_fetch_add(&c->svc->counters.mysql_errors, 1);
+    if (redis != STORE_OK) atomic_fetch_add(&c->svc->counters.redis_errors, 1);
     if (db == STORE_OK && redis == STORE_OK) {
         c->resp->status = RPC__STATUS__STATUS_OK;
         (void)rpc_str_set(&c->resp->message, "ok");
@@ -703,6 +729,28 @@ static void handle_health(struct call *c)
                     MSG_REDIS_UNAVAILABLE);
 }
 
+/* ---------------------------------------------------------------- METRICS */
+
+static void handle_metrics(struct call *c)
+{
+    struct service_counters *k = &c->svc->counters;
+    Rpc__CoreMetrics *m = malloc(sizeof(*m));
+    if (m == NULL) {
+        reply_internal(c, "out_of_memory");
+        return;
+    }
+    rpc__core_metrics__init(m);
+    m->requests = atomic_load(&k->requests);
+    m->logins_succeeded = atomic_load(&k->logins_succeeded);
+    m->logins_failed = atomic_load(&k->logins_failed);
+    m->cache_hits = atomic_load(&k->cache_hits);
+    m->cache_misses = atomic_load(&k->cache_misses);
+    m->mysql_errors = atomic_load(&k->mysql_errors);
+    m->redis_errors = atomic_load(&k->redis_errors);
+    c->resp->core_metrics = m; /* freed by rpc_response_reset */
+    c->resp->status = RPC__STATUS__STATUS_OK;
+}
+
 /* ------------------------------------------------------------- lifecycle */
 
 void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp)
@@ -713,9 +761,19 @@ void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp)
     c.event = rpc_method_str(req->method);
     log_quote(c.ip, sizeof(c.ip), ip, strlen(ip));
     snprintf(c.user, sizeof(c.user), "-");
+    atomic_fetch_add(&c.svc->counters.requests, 1);
+    /* Every line of this request carries the caller's X-Request-Id (nginx's
+     * $request_id) as tag=, so nginx, web and core lines join up. A tag that
+     * is not [A-Za-z0-9-]{1,64} is dropped: the core trusts no caller. */
+    (void)log_set_tag(req->request_tag);
     switch (req->method) {
     case RPC__METHOD__METHOD_LOGIN:
         handle_login(&c);
+        if (resp->status == RPC__STATUS__STATUS_OK)
+            atomic_fetch_add(&c.svc->counters.logins_succeeded, 1);
+        else if (resp->status == RPC__STATUS__STATUS_UNAUTHENTICATED ||
+                 resp->status == RPC__STATUS__STATUS_INVALID_ARGUMENT)
+            atomic_fetch_add(&c.svc->counters.logins_failed, 1);
         break;
     case RPC__METHOD__METHOD_LOGOUT:
         handle_logout(&c);
@@ -729,11 +787,15 @@ void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp)
     case RPC__METHOD__METHOD_HEALTH:
         handle_health(&c);
         break;
+    case RPC__METHOD__METHOD_METRICS:
+        handle_metrics(&c);
+        break;
     default:
         reply_error(&c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "unknown_method", "unknown_method",
                     "Unknown method %d.", (int)req->method);
         break;
     }
+    (void)log_set_tag(NULL);
 }
 
 struct service *service_create(const struct config *cfg)

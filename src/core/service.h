@@ -1,6 +1,7 @@
 /*
  * service: the core's business logic behind the RPC methods of
- * proto/profile.proto — LOGIN, LOGOUT, GET_PROFILE, UPDATE_PROFILE, HEALTH.
+ * proto/profile.proto — LOGIN, LOGOUT, GET_PROFILE, UPDATE_PROFILE, HEALTH,
+ * METRICS (counters of logins, cache hits and misses, MySQL and Redis errors).
  *
  * Owns the MySQL and Redis pools, the password hasher and the picture
  * store. Every request gets exactly one status; user mistakes map to
@@ -10,7 +11,8 @@
  * wrong passwords get the same answer in about the same time. Key events
  * (login success and failure, logout, nickname and picture changes, every
  * error) are written as one audit log line each, with the request id, user,
- * client IP and outcome. Thread-safe: the RPC server calls service_handle
+ * client IP and outcome, and with tag=<Request.request_tag> when the caller
+ * sent a sane one (the X-Request-Id nginx made). Thread-safe: the RPC server calls service_handle
  * from many threads at once.
  */
 #ifndef PROFILE_CORE_SERVICE_H

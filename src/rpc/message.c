@@ -60,6 +60,7 @@ void rpc_response_reset(Rpc__Response *resp)
         free_str(resp->profile->picture_url);
         free(resp->profile);
     }
+    free(resp->core_metrics);
     rpc__response__init(resp);
 }
 
@@ -76,6 +77,8 @@ const char *rpc_method_str(int method)
         return "update_profile";
     case RPC__METHOD__METHOD_HEALTH:
         return "health";
+    case RPC__METHOD__METHOD_METRICS:
+        return "metrics";
     default:
         return "unknown";
     }

@@ -36,8 +36,9 @@ void rpc_response_fail(Rpc__Response *resp, Rpc__Status status, const char *code
  */
 Rpc__Profile *rpc_response_profile(Rpc__Response *resp);
 
-/* Frees every heap field of resp set through the helpers above and
- * re-initialises it to RPC__RESPONSE__INIT. */
+/* Frees every heap field of resp set through the helpers above (and
+ * resp->core_metrics, which a handler sets to a malloc'ed, flat
+ * Rpc__CoreMetrics) and re-initialises it to RPC__RESPONSE__INIT. */
 void rpc_response_reset(Rpc__Response *resp);
 
 /* Method name for logs ("login", "get_profile"...); "unknown" otherwise. */

@@ -46,6 +46,17 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
     if (srv == NULL) return NULL;
     srv->opt = *opt;
     srv->listen_fd = -1;
+    if (opt->inherited_fd > 0) {
+        int type = 0;
+        socklen_t tl = sizeof(type);
+        if (getsockopt(opt->inherited_fd, SOL_SOCKET, SO_TYPE, &type, &tl) != 0) goto fail;
+        if (type != SOCK_STREAM) {
+            errno = ENOTSOCK;
+            goto fail;
+        }
+        srv->listen_fd = opt->inherited_fd;
+        goto listening;
+    }
     char port[16];
     snprintf(port, sizeof(port), "%d", opt->port);
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -69,9 +80,10 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
     }
     freeaddrinfo(res);
     srv->listen_fd = fd;
+listening:;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    if (getsockname(fd, (struct sockaddr *)&ss, &sl) == 0)
+    if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
         srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                    : ((struct sockaddr_in *)&ss)->sin_port);
     pthread_mutex_init(&srv->mu, NULL);
@@ -172,18 +184,22 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t siz
     snprintf(out, size, "%s:%d", host, port);
 }
 
-/* Waits (bounded by the stop flag) until fewer than max_connections threads are alive. */
-static void wait_for_slot(struct rpc_server *srv, volatile sig_atomic_t *stop)
+/* Waits up to one poll interval for fewer than max_connections threads to be
+ * alive (so the run loop still ticks while saturated). Returns 1 when a
+ * slot is free. */
+static int wait_for_slot(struct rpc_server *srv)
 {
     pthread_mutex_lock(&srv->mu);
-    while (srv->active >= srv->opt.max_connections && !*stop) {
+    if (srv->active >= srv->opt.max_connections) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
         ts.tv_nsec += RPC_SERVER_POLL_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-        pthread_cond_timedwait(&srv->changed, &srv->mu, &ts);
+        (void)pthread_cond_timedwait(&srv->changed, &srv->mu, &ts);
     }
+    int free_slot = srv->active < srv->opt.max_connections;
     pthread_mutex_unlock(&srv->mu);
+    return free_slot;
 }
 
 int rpc_server_run(struct rpc_server *srv, volatile sig_atomic_t *stop, int drain_ms)
@@ -195,8 +211,8 @@ int rpc_server_run(struct rpc_server *srv, volatile sig_atomic_t *stop, int drai
     int result = 0;
 
     while (!*stop) {
-        wait_for_slot(srv, stop);
-        if (*stop) break;
+        if (srv->opt.tick != NULL) srv->opt.tick(srv->opt.tick_ctx);
+        if (!wait_for_slot(srv)) continue;
         struct pollfd p = {.fd = srv->listen_fd, .events = POLLIN, .revents = 0};
         int rc = poll(&p, 1, RPC_SERVER_POLL_MS);
         if (rc <= 0) {

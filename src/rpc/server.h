@@ -27,19 +27,31 @@ typedef void (*rpc_handler_fn)(void *ctx, const Rpc__Request *req, Rpc__Response
 struct rpc_server_options {
     const char *host;         /* listen address, e.g. "127.0.0.1" */
     int port;                 /* TCP port; 0 picks a free one (see rpc_server_port) */
+    int inherited_fd;         /* > 0: a socket already bound and listening to adopt instead of
+                                 binding host:port (systemd socket activation, sd_listen_fds(3));
+                                 0: bind (the default of a zeroed struct) */
     int max_connections;      /* concurrent connections served */
     uint32_t max_frame_bytes; /* largest accepted request frame, bytes */
     int io_timeout_ms;        /* max time to read the rest of a frame once it started or to
                                  write a response, milliseconds */
     rpc_handler_fn handler;
     void *handler_ctx;
+    /* Called by rpc_server_run's thread at least every 200 ms while it runs
+     * (and not during the drain), e.g. to ping systemd's watchdog or to reopen
+     * the log after SIGHUP; NULL for none. Must not block. */
+    void (*tick)(void *tick_ctx);
+    void *tick_ctx;
 };
 
 struct rpc_server;
 
 /*
- * Binds and listens (SO_REUSEADDR). Returns the server (free with
- * rpc_server_destroy), or NULL with errno set (EADDRINUSE, ENOMEM...).
+ * Binds and listens (SO_REUSEADDR), or adopts opt->inherited_fd (which then
+ * belongs to the server and is closed when it stops accepting; with socket
+ * activation systemd keeps its own copy, so connections that arrive while
+ * the core restarts wait in the backlog for the next process). Returns the
+ * server (free with rpc_server_destroy), or NULL with errno set
+ * (EADDRINUSE, ENOMEM, ENOTSOCK...).
  */
 struct rpc_server *rpc_server_create(const struct rpc_server_options *opt);
 

@@ -4,25 +4,35 @@
  * question about users goes to the core over RPC (see server.h).
  *
  * Usage: profile-web -c <config.ini>
+ * SIGTERM or SIGINT: stop accepting, let in-flight requests finish (up to
+ * 5 s), exit 0. SIGHUP: reopen the [log] file. Under systemd (Type=notify)
+ * READY=1 is sent once listening and the watchdog is pinged from the main
+ * loop below (common/daemon.h).
  */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/log.h"
 #include "web/server.h"
 
 #define DRAIN_MS 5000 /* time in-flight requests get to finish at shutdown, milliseconds */
+#define TICK_MS 1000  /* main loop wake-up without signals (watchdog), milliseconds */
 
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
+static void reopen_log(void)
 {
-    (void)sig;
-    stop_requested = 1;
+    if (log_reopen() != 0) {
+        char eb[128];
+        log_error(0, "event=log_reopen outcome=failure error=\"%s\"",
+                  strerror_r(errno, eb, sizeof(eb)));
+    } else {
+        log_info(0, "event=log_reopen outcome=success");
+    }
 }
 
 static void usage(FILE *out)
@@ -56,6 +66,11 @@ int main(int argc, char **argv)
     /* Only the web server's own secret: never the JWT secret or database password. */
     if (config_load_web_secrets(&cfg) != 0) return 1;
     log_set_level((enum log_level)cfg.log.level);
+    if (log_open(cfg.log.file) != 0) {
+        fprintf(stderr, "profile-web: cannot open the log file %s: %s\n", cfg.log.file,
+                strerror(errno));
+        return 1;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -66,27 +81,35 @@ int main(int argc, char **argv)
         fprintf(stderr, "profile-web: sigaction: %s\n", strerror(errno));
         return 1;
     }
-    sa.sa_handler = on_signal;
-    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0) {
-        fprintf(stderr, "profile-web: sigaction: %s\n", strerror(errno));
-        return 1;
-    }
 
-    /* Block the stop signals before the server's threads exist (they inherit
-     * the mask), so only sigsuspend below receives them and none is lost
-     * between checking the flag and going to sleep. */
-    sigset_t stop_set, old_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGTERM);
-    sigaddset(&stop_set, SIGINT);
-    if (sigprocmask(SIG_BLOCK, &stop_set, &old_set) != 0) {
+    /* Block the signals before the server's threads exist (they inherit the
+     * mask), so only sigtimedwait below receives them, synchronously: no
+     * handler, nothing lost between checking and sleeping. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    if (sigprocmask(SIG_BLOCK, &set, NULL) != 0) {
         fprintf(stderr, "profile-web: sigprocmask: %s\n", strerror(errno));
         return 1;
     }
     struct web_server *srv = web_server_start(&cfg);
     if (srv == NULL) return 1;
-    while (!stop_requested)
-        sigsuspend(&old_set);
+    (void)daemon_notify_ready("serving HTTP"); /* failure logged; keep serving */
+    for (;;) {
+        struct timespec tick = {TICK_MS / 1000, (long)(TICK_MS % 1000) * 1000000L};
+        int sig = sigtimedwait(&set, NULL, &tick);
+        (void)daemon_watchdog_ping();
+        if (sig == SIGHUP) reopen_log();
+        if (sig == SIGTERM || sig == SIGINT) break;
+        if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+            char eb[128];
+            log_error(0, "web: sigtimedwait: %s", strerror_r(errno, eb, sizeof(eb)));
+            break;
+        }
+    }
+    daemon_notify_stopping();
     log_info(0, "web: stopping (signal received)");
     web_server_stop(srv, DRAIN_MS);
     log_info(0, "web: stopped");

@@ -30,8 +30,10 @@ enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Resp
     }
     for (size_t i = 0; i < sizeof(security_headers) / sizeof(security_headers[0]); i++)
         ok &= MHD_add_response_header(r, security_headers[i][0], security_headers[i][1]) == MHD_YES;
+    /* The id the client (nginx) gave us, so its log and ours share it; else ours. */
     snprintf(rid, sizeof(rid), "%llu", (unsigned long long)req->rid);
-    ok &= MHD_add_response_header(r, "X-Request-Id", rid) == MHD_YES;
+    ok &= MHD_add_response_header(r, "X-Request-Id",
+                                  req->request_tag[0] ? req->request_tag : rid) == MHD_YES;
     if (cache_control != NULL)
         ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, cache_control) == MHD_YES;
     if (req->set_cookie != NULL)

@@ -5,7 +5,8 @@
  * Every response gets the security headers (X-Content-Type-Options: nosniff,
  * Referrer-Policy: same-origin, X-Frame-Options: DENY and a
  * Content-Security-Policy that allows only our own resources and no
- * framing), an X-Request-Id with the request id, the Set-Cookie and Allow
+ * framing), an X-Request-Id (the client's sane X-Request-Id, else our
+ * request id), the Set-Cookie and Allow
  * values the handler left in the request, and a Cache-Control. Dynamic
  * answers are "no-store": they depend on the session cookie, so no cache
  * may keep them. Each function records the status in req->status for the

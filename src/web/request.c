@@ -177,6 +177,14 @@ void request_identify(struct web_request *req)
     if (tag != NULL && tag_ok(tag)) snprintf(req->request_tag, sizeof(req->request_tag), "%s", tag);
 }
 
+int request_peer_is_loopback(const struct web_request *req)
+{
+    struct in6_addr a;
+    if (!peer_address(req->conn, &a)) return 0;
+    if (IN6_IS_ADDR_LOOPBACK(&a)) return 1;
+    return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+}
+
 const char *request_header(const struct web_request *req, const char *name)
 {
     return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);

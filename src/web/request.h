@@ -29,7 +29,8 @@
 #define REQUEST_TOKEN_MAX 4096 /* bytes; a longer session token is treated as absent */
 #define REQUEST_IP_MAX 46      /* INET6_ADDRSTRLEN */
 
-struct pages; /* web/pages.h */
+struct pages;       /* web/pages.h */
+struct web_metrics; /* web/metrics.h */
 
 /* What every request shares; built once at start-up, read-only afterwards
  * (except the counter, which is atomic). */
@@ -39,6 +40,7 @@ struct web_app {
     struct rpc_pool *slow_pool;     /* connections to the core for slow requests */
     struct workers *workers;        /* threads that run slow requests (web/workers.h) */
     struct pages *pages;            /* parsed HTML templates */
+    struct web_metrics *metrics;    /* request counters for GET /metrics (web/metrics.h) */
     struct in6_addr *proxies;       /* trusted reverse proxies (IPv4 as v4-mapped); heap */
     size_t nproxies;                /* entries in proxies */
     char picture_too_large_msg[96]; /* "The picture is larger than 10 MiB.", built once */
@@ -67,6 +69,7 @@ struct web_request {
     struct rpc_pool *pool;          /* the lane's pool: app->pool, or app->slow_pool */
     char client_ip[REQUEST_IP_MAX]; /* end user's address (see request_identify) */
     char request_tag[REQUEST_TAG_MAX + 1]; /* sane X-Request-Id, or "" */
+    size_t metrics_route;                  /* route label index for web/metrics.h */
 
     /* route handler that answers once the body is in */
     enum MHD_Result (*handler)(struct web_request *req);
@@ -107,9 +110,16 @@ int request_proxies_parse(struct web_app *app, const char *list);
  * peer; only when the peer is a trusted proxy is X-Forwarded-For believed,
  * and then the rightmost address that is not itself a trusted proxy is the
  * client (the leftmost entries are whatever the client chose to send).
- * X-Request-Id is kept when it is 1..64 bytes of [A-Za-z0-9-].
+ * X-Request-Id is kept when it is 1..64 bytes of [A-Za-z0-9-] (nginx's
+ * $request_id is 32 hex digits): it is sent to the core as
+ * Request.request_tag, logged as tag= by both servers and echoed in the
+ * response's X-Request-Id.
  */
 void request_identify(struct web_request *req);
+
+/* Returns 1 when the TCP peer is a loopback address (127.0.0.0/8, ::1 or
+ * ::ffff:127.x), else 0 (also when unknown). Proxy headers are not looked at. */
+int request_peer_is_loopback(const struct web_request *req);
 
 /* Value of request header name (case-insensitive), owned by libmicrohttpd, or NULL. */
 const char *request_header(const struct web_request *req, const char *name);

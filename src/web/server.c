@@ -17,6 +17,8 @@
 #include "rpc/client.h"
 #include "web/api.h"
 #include "web/files.h"
+#include "web/metrics.h"
+#include "web/ops.h"
 #include "web/pages.h"
 #include "web/reply.h"
 #include "web/request.h"
@@ -88,7 +90,19 @@ static const struct route routes[] = {
       {"PATCH", BODY_JSON, api_profile_patch, LANE_FAST}}},
     {"/api/v1/profile/picture", 1, "PUT", {{"PUT", BODY_IMAGE, api_picture_put, LANE_SLOW}}},
     {"/api/v1/logout", 1, "POST", {{"POST", BODY_JSON_OPTIONAL, api_logout, LANE_FAST}}},
+    {"/healthz", 0, "GET, HEAD", {{"GET", BODY_NONE, ops_healthz, LANE_FAST}}},
+    {"/readyz", 0, "GET, HEAD", {{"GET", BODY_NONE, ops_readyz, LANE_FAST}}},
+    {"/metrics", 0, "GET, HEAD", {{"GET", BODY_NONE, ops_metrics, LANE_FAST}}},
 };
+
+#define NROUTES (sizeof(routes) / sizeof(routes[0]))
+/* Metrics labels beyond the routes table: static files, pictures, the rest. */
+#define ROUTE_STATIC NROUTES
+#define ROUTE_PICTURES (NROUTES + 1)
+#define ROUTE_OTHER (NROUTES + 2)
+
+/* Route labels for web/metrics.h, in the order above (filled at start). */
+static const char *route_labels[NROUTES + 3];
 
 #define STATIC_PREFIX "/static/"
 
@@ -346,10 +360,14 @@ static enum body_spec route_request(struct web_request *req)
     const char *prefix = req->app->cfg->picture.url_prefix;
     size_t plen = strlen(prefix);
     handler_fn file = NULL;
-    if (strncmp(req->path, STATIC_PREFIX, strlen(STATIC_PREFIX)) == 0)
+    req->metrics_route = ROUTE_OTHER;
+    if (strncmp(req->path, STATIC_PREFIX, strlen(STATIC_PREFIX)) == 0) {
         file = static_file;
-    else if (plen > 1 && strncmp(req->path, prefix, plen) == 0)
+        req->metrics_route = ROUTE_STATIC;
+    } else if (plen > 1 && strncmp(req->path, prefix, plen) == 0) {
         file = picture_file;
+        req->metrics_route = ROUTE_PICTURES;
+    }
     if (file != NULL) {
         if (method_is(req->method, "GET")) {
             req->handler = file;
@@ -363,6 +381,7 @@ static enum body_spec route_request(struct web_request *req)
     const struct route *r = find_route(req->path);
     req->handler = not_found;
     if (r == NULL) return BODY_IGNORE;
+    req->metrics_route = (size_t)(r - routes);
     for (size_t i = 0; i < 2 && r->m[i].method != NULL; i++) {
         if (method_is(req->method, r->m[i].method)) {
             req->handler = r->m[i].fn;
@@ -542,9 +561,11 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     (void)conn;
     if (req == NULL) return;
     *con_cls = NULL;
+    uint64_t duration_us = now_us() - req->start_us;
+    web_metrics_observe(req->app->metrics, req->metrics_route, req->status, duration_us);
     log_info(req->rid, "access method=%s path=%s status=%d duration_us=%llu ip=%s%s%s%s%s",
              req->method_copy, log_quote(path, sizeof(path), req->path, strlen(req->path)),
-             req->status, (unsigned long long)(now_us() - req->start_us), req->client_ip,
+             req->status, (unsigned long long)duration_us, req->client_ip,
              req->request_tag[0] ? " tag=" : "", req->request_tag,
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " end=",
              toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : termination_str(toe));
@@ -623,6 +644,16 @@ struct web_server *web_server_start(const struct config *cfg)
                  "web: no CSRF_SECRET in %s or the environment: using a random key, so forms "
                  "rendered before a restart or by another web process are refused once (403)",
                  cfg->web.env_file);
+    for (size_t i = 0; i < NROUTES; i++)
+        route_labels[i] = routes[i].path;
+    route_labels[ROUTE_STATIC] = "static";
+    route_labels[ROUTE_PICTURES] = "pictures";
+    route_labels[ROUTE_OTHER] = "other";
+    srv->app.metrics = web_metrics_create(route_labels, NROUTES + 3);
+    if (srv->app.metrics == NULL) {
+        log_error(0, "web: cannot create the metrics: %s", strerror(errno));
+        goto fail;
+    }
     srv->app.pages = pages_load(cfg->web.templates_dir);
     if (srv->app.pages == NULL) {
         log_error(0, "web: cannot load the templates from %s", cfg->web.templates_dir);
@@ -697,6 +728,13 @@ void web_server_stop(struct web_server *srv, int drain_ms)
     if (srv == NULL) return;
     if (srv->daemon != NULL) {
         MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
+        /* Refuse new connections at once instead of letting the kernel queue
+         * them in the backlog until the process exits (they would then be
+         * reset, and a load balancer could not tell that from a failure).
+         * shutdown() keeps the descriptor, which libmicrohttpd's threads may
+         * still hold for a moment; it is closed after MHD_stop_daemon. */
+        if (listener != MHD_INVALID_SOCKET && shutdown(listener, SHUT_RDWR) != 0)
+            log_warn(0, "web: shutdown of the listening socket: %s", strerror(errno));
         uint64_t deadline = now_us() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000u;
         /* Idle keep-alive connections are not waited for: only requests in progress. */
         while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
@@ -715,6 +753,7 @@ void web_server_stop(struct web_server *srv, int drain_ms)
     if (srv->app.slow_pool != NULL) rpc_pool_destroy(srv->app.slow_pool);
     pages_free(srv->app.pages);
     sodium_memzero(&srv->app.csrf, sizeof(srv->app.csrf));
+    web_metrics_free(srv->app.metrics);
     free(srv->app.proxies);
     free(srv);
 }

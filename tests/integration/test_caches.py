@@ -28,44 +28,44 @@ class CredentialCacheTest(helpers.StackTestCase):
 
     def test_wrong_password_is_refused_after_cached_logins(self):
         for _ in range(3):  # the second and third are served by the credential cache
-            resp, _ = login("user701")
+            resp, _ = login("user801")
             self.assertEqual(resp.status, 200, resp)
         for wrong in ("password124", "password12", PASSWORD + " ", "PASSWORD123", "p"):
-            resp, token = login("user701", wrong)
+            resp, token = login("user801", wrong)
             self.assertEqual(resp.status, 401, (wrong, resp))
             self.assertIsNone(token)
-        resp, _ = login("user701")
+        resp, _ = login("user801")
         self.assertEqual(resp.status, 200, resp)
 
     def test_cached_login_of_one_user_never_admits_another(self):
-        self.assertEqual(login("user702")[0].status, 200)
-        resp, token = login("user703", "not-the-password")
+        self.assertEqual(login("user802")[0].status, 200)
+        resp, token = login("user803", "not-the-password")
         self.assertEqual(resp.status, 401, resp)
-        resp = login("user703")[0]
+        resp = login("user803")[0]
         self.assertEqual(resp.status, 200, resp)
-        self.assertEqual(resp.json()["username"], "user703")
+        self.assertEqual(resp.json()["username"], "user803")
 
 
 class ProfileCacheTest(helpers.StackTestCase):
 
     def test_login_after_nickname_change_reports_the_new_nickname(self):
-        token = login_token(self, "user704")
+        token = login_token(self, "user804")
         nickname = "after-edit " + helpers.unique_suffix()
         self.assertEqual(patch_nickname(token, nickname).status, 200)
-        resp, _ = login("user704")
+        resp, _ = login("user804")
         self.assertEqual(resp.status, 200, resp)
         self.assertEqual(resp.json()["nickname"], nickname)
 
     def test_login_after_picture_change_reports_the_new_picture(self):
-        token = login_token(self, "user705")
+        token = login_token(self, "user805")
         resp = put_picture(token, images.png(40, 30))
         self.assertEqual(resp.status, 200, resp)
         url = resp.json()["picture_url"]
-        resp, _ = login("user705")
+        resp, _ = login("user805")
         self.assertEqual(resp.json()["picture_url"], url)
 
     def test_concurrent_nickname_and_picture_edits_end_consistent(self):
-        token = login_token(self, "user706")
+        token = login_token(self, "user806")
         pictures = [images.png(20 + i, 20) for i in range(6)]
 
         def edit(i):
@@ -84,10 +84,10 @@ class ProfileCacheTest(helpers.StackTestCase):
         picture_url = resp.json()["picture_url"]
         resp = patch_nickname(token, final)
         self.assertEqual(resp.status, 200, resp)
-        self.assertEqual(resp.json(), {"username": "user706", "nickname": final,
+        self.assertEqual(resp.json(), {"username": "user806", "nickname": final,
                                        "picture_url": picture_url})
         self.assertEqual(get_profile(token).json(), resp.json())
-        self.assertEqual(login("user706")[0].json(), resp.json())
+        self.assertEqual(login("user806")[0].json(), resp.json())
         self.assertEqual(helpers.get(picture_url).status, 200)
 
 

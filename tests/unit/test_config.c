@@ -151,29 +151,28 @@ static void web_secrets_missing_file_or_bad_hex(void **state)
     assert_int_equal(config_load_web_secrets(&cfg), -1);
 }
 
-/* The tests are about the code, not the caller's environment: `make test`
- * may run with PROFILE_* port overrides exported, which config_load would
- * apply over the defaults checked here. */
-static void clear_profile_environment(void)
+/* The tests assert built-in defaults: drop the caller's PROFILE_* overrides
+ * (e.g. the port set a developer exports for a private stack). */
+static void clear_profile_env(void)
 {
     extern char **environ;
     for (;;) {
-        char name[128];
-        size_t i = 0, n;
-        while (environ[i] != NULL && strncmp(environ[i], "PROFILE_", 8) != 0)
-            i++;
-        if (environ[i] == NULL) return;
-        n = strcspn(environ[i], "=");
-        if (n >= sizeof(name)) return;
-        memcpy(name, environ[i], n);
-        name[n] = '\0';
-        if (unsetenv(name) != 0) return;
+        char name[128] = "";
+        for (char **e = environ; *e != NULL; e++) {
+            const char *eq = strchr(*e, '=');
+            if (strncmp(*e, "PROFILE_", 8) == 0 && eq != NULL && (size_t)(eq - *e) < sizeof(name)) {
+                memcpy(name, *e, (size_t)(eq - *e));
+                name[eq - *e] = '\0';
+                break;
+            }
+        }
+        if (name[0] == '\0' || unsetenv(name) != 0) return;
     }
 }
 
 int main(void)
 {
-    clear_profile_environment();
+    clear_profile_env();
     if (mkdtemp(dir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(defaults_match_the_documented_values),
