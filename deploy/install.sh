@@ -120,6 +120,7 @@ render_ini() {
         ini_set rpc core_port "$CORE_PORT" |
         ini_set core port "$CORE_PORT" |
         ini_set core env_file "" |
+        ini_set web env_file "" |
         ini_set picture dir "$STATE_DIR/pictures" |
         ini_set mysql port 3306 |
         ini_set redis port 6379 |
@@ -138,9 +139,21 @@ else
     mv "$ini.tmp" "$ini.new"
     say "kept $CONF_DIR/profile.ini; the new template is $CONF_DIR/profile.ini.new (compare and merge)"
 fi
-[ -f "$(d "$CONF_DIR/web.env")" ] ||
-    printf '# PROFILE_<SECTION>_<KEY>=value overrides for profile-web (no secrets here).\n' \
-        >"$(d "$CONF_DIR/web.env")"
+# The web server's own environment: its CSRF key (never the core's secrets)
+# and any PROFILE_<SECTION>_<KEY> overrides. Root-only: systemd reads it.
+webenv=$(d "$CONF_DIR/web.env")
+if [ ! -f "$webenv" ]; then
+    (
+        umask 077
+        printf '# Environment of profile-web, read by systemd (EnvironmentFile=) as root.\n'
+        printf '# CSRF_SECRET keys the form tokens; PROFILE_<SECTION>_<KEY>=value overrides go here too.\n'
+    ) >"$webenv"
+fi
+if ! grep -q '^CSRF_SECRET=' "$webenv"; then
+    printf 'CSRF_SECRET=%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >>"$webenv"
+    say "generated CSRF_SECRET in $CONF_DIR/web.env"
+fi
+chmod 0600 "$webenv"
 
 secrets=$(d "$CONF_DIR/secrets.env")
 if [ ! -f "$secrets" ]; then

@@ -79,6 +79,14 @@ class InstallTest(helpers.StackTestCase):
         self.assertRegex(text, r"(?m)^JWT_SECRET=[0-9a-f]{64}$")
         self.assertRegex(text, r"(?m)^MYSQL_PASSWORD=\S{16,}$")
 
+    def test_web_gets_its_own_csrf_key_and_none_of_the_core_secrets(self):
+        webenv = self.path("/etc/profile/web.env")
+        self.assertEqual(stat.S_IMODE(os.stat(webenv).st_mode), 0o600)
+        text = read(webenv)
+        self.assertRegex(text, r"(?m)^CSRF_SECRET=[0-9a-f]{64}$")
+        self.assertNotIn("JWT_SECRET", text)
+        self.assertNotIn("MYSQL_PASSWORD", text)
+
     def test_config_points_at_installed_paths_and_reads_secrets_from_the_environment(self):
         ini = read(self.path("/etc/profile/profile.ini"))
         self.assertRegex(ini, r"(?m)^env_file = ?$")
@@ -95,8 +103,12 @@ class InstallTest(helpers.StackTestCase):
                                  self.path("/etc/profile/profile.ini")],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         try:
-            line = proc.stdout.readline().decode()
-            self.assertIn("listening", line)
+            lines = []
+            for _ in range(5):  # a warning (e.g. no CSRF_SECRET in this environment) may come first
+                lines.append(proc.stdout.readline().decode())
+                if "listening" in lines[-1]:
+                    break
+            self.assertIn("listening", lines[-1], lines)
         finally:
             proc.terminate()
             proc.wait(timeout=15)
