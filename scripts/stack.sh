@@ -20,6 +20,9 @@
 #                         instance down (also on failure); exits with ctest's status
 #   test-up | test-down   the test instance alone, for running tests by hand
 #   secrets               create the .env secrets file if missing
+#   get SECTION KEY [DEF] print one configuration value (INI + environment), as
+#                         the servers see it; var_dir and paths made absolute
+#                         by the caller (used by bench/run.sh)
 #
 # Values come from the INI file (sections as in src/common/config.h plus
 # [stack]) overridden by PROFILE_<SECTION>_<KEY> environment variables, the
@@ -59,7 +62,7 @@ CONFIG=${CONFIG:-etc/profile.ini}
 
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler
 libmariadb-dev mariadb-server mariadb-client redis-server libhiredis-dev libsodium-dev libjwt-dev
-libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat curl python3"
+libjansson-dev libvips-dev libinih-dev libcmocka-dev nginx wrk sysstat gnuplot-nox curl python3"
 
 say() { printf '%s\n' "stack: $*" >&2; }
 die() { printf '%s\n' "stack: error: $*" >&2; exit 1; }
@@ -497,6 +500,7 @@ case "$COMMAND" in
 deps) deps ;;
 build) build ;;
 secrets) load_config; ensure_secrets ;;
+get) resolve_config; [ $# -ge 2 ] || die "usage: get SECTION KEY [DEFAULT]"; cfg "$1" "$2" "${3:-}" ;;
 mysql-start) load_config; mysql_start ;;
 mysql-stop) load_config; mysql_stop ;;
 schema) load_config; ensure_secrets; apply_schema ;;
