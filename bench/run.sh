@@ -141,8 +141,9 @@ wrk_start() {
 # pidstat sampling every process and the loopback counters around it.
 # PREFIX.meta records what the report needs besides the wrk and pidstat files.
 measure() {
-    local prefix=$1 spec wrk_pids=() i=0 stat_pid lo0 lo1 t0 t1 dur=0
+    local prefix=$1 spec wrk_pids=() i=0 stat_pid lo0 lo1 t0 t1 dur=0 waited
     shift
+    waited=$(settle)
     lo0=$(lo_bytes)
     t0=$(date +%s.%N)
     for spec in "$@"; do
@@ -164,8 +165,37 @@ measure() {
     lo1=$(lo_bytes)
     kill "$stat_pid" 2>/dev/null || true
     wait "$stat_pid" 2>/dev/null || true
-    printf 'start=%s\nend=%s\nlo_bytes=%s\nwrk_status=%s\nwrk_pids=%s\n' \
-        "$t0" "$t1" "$((lo1 - lo0))" "$rc" "${wrk_pids[*]}" >"$prefix.meta"
+    printf 'start=%s\nend=%s\nlo_bytes=%s\nwrk_status=%s\nwrk_pids=%s\nsettle_s=%s\n' \
+        "$t0" "$t1" "$((lo1 - lo0))" "$rc" "${wrk_pids[*]}" "$waited" >"$prefix.meta"
+}
+
+# cpu_ticks PID...: user + system clock ticks of the processes so far.
+cpu_ticks() {
+    local p t=0
+    for p in "$@"; do
+        [ -r "/proc/$p/stat" ] || continue
+        # fields 14 and 15 (utime, stime) after the "(comm)" field
+        t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{ print $12 + $13 }')))
+    done
+    echo "$t"
+}
+
+# settle: waits until profile-web and profile-core are idle (< 5 % of one CPU
+# over half a second), at most 120 s. A wrk that ends leaves requests behind
+# in the servers (logins queued for argon2id go on being hashed after their
+# client left); the next run must not pay for them. Prints the seconds waited.
+settle() {
+    local t0 a b i hz
+    hz=$(getconf CLK_TCK)
+    t0=$(date +%s)
+    for ((i = 0; i < 240; i++)); do
+        a=$(cpu_ticks "$WEB_PID" "$CORE_PID")
+        sleep 0.5
+        b=$(cpu_ticks "$WEB_PID" "$CORE_PID")
+        # ticks in 0.5 s < 5 % of a CPU  <=>  (b - a) * 100 / hz < 2.5 centiseconds
+        [ $(((b - a) * 1000 / hz)) -lt 25 ] && break
+    done
+    echo $(($(date +%s) - t0))
 }
 
 # scenario NAME SPEC [SPEC...]: warm-up, RUNS measured runs, progress line.
@@ -239,185 +269,199 @@ cleanup() {
     local p
     for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Everything below runs from main(), so bash has parsed the whole file before
+# the first wrk starts (editing run.sh during a run cannot break that run).
+main() {
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
 
-ensure_tools
+    ensure_tools
 
-VAR=$(stack get stack var_dir var)
-case "$VAR" in /*) ;; *) VAR=$ROOT/$VAR ;; esac
-WEB_HOST=$(stack get web host 127.0.0.1)
-WEB_PORT=$(stack get web port 8080)
-WEB_URL="http://$WEB_HOST:$WEB_PORT"
-USERS=$(stack get stack users 10000000)
-OPSLIMIT=$(stack get password opslimit 2)
-MEMLIMIT=$(to_bytes "$(stack get password memlimit 19M)")
-NCPU=$(nproc)
+    VAR=$(stack get stack var_dir var)
+    case "$VAR" in /*) ;; *) VAR=$ROOT/$VAR ;; esac
+    WEB_HOST=$(stack get web host 127.0.0.1)
+    WEB_PORT=$(stack get web port 8080)
+    WEB_URL="http://$WEB_HOST:$WEB_PORT"
+    USERS=$(stack get stack users 10000000)
+    OPSLIMIT=$(stack get password opslimit 2)
+    MEMLIMIT=$(to_bytes "$(stack get password memlimit 19M)")
+    NCPU=$(nproc)
 
-WEB_PID=$(pid_of web) || die "profile-web is not running (start the system with: make start)"
-CORE_PID=$(pid_of core) || die "profile-core is not running (start the system with: make start)"
-SERVER_PIDS="$WEB_PID,$CORE_PID"
-if p=$(pid_of mysqld); then SERVER_PIDS+=",$p"; else say "no private MariaDB pid: not sampled"; fi
-if p=$(pid_of redis); then SERVER_PIDS+=",$p"; else say "no private Redis pid: not sampled"; fi
-code=$(curl -s -o /dev/null -w '%{http_code}' "$WEB_URL/api/v1/profile" || true)
-[ "$code" = 401 ] || die "$WEB_URL/api/v1/profile answered $code, expected 401 (is the system up?)"
+    WEB_PID=$(pid_of web) || die "profile-web is not running (start the system with: make start)"
+    CORE_PID=$(pid_of core) || die "profile-core is not running (start the system with: make start)"
+    SERVER_PIDS="$WEB_PID,$CORE_PID"
+    if p=$(pid_of mysqld); then SERVER_PIDS+=",$p"; else say "no private MariaDB pid: not sampled"; fi
+    if p=$(pid_of redis); then SERVER_PIDS+=",$p"; else say "no private Redis pid: not sampled"; fi
+    code=$(curl -s -o /dev/null -w '%{http_code}' "$WEB_URL/api/v1/profile" || true)
+    [ "$code" = 401 ] || die "$WEB_URL/api/v1/profile answered $code, expected 401 (is the system up?)"
 
-# 2,000 connections need 2,000+ descriptors in wrk (and in the servers,
-# which got theirs from make start).
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4200 ] ||
-    say "warning: ulimit -n is $(ulimit -n): 2,000 connections may fail"
+    # 2,000 connections need 2,000+ descriptors in wrk (and in the servers,
+    # which got theirs from make start).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    [ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge 4200 ] ||
+        say "warning: ulimit -n is $(ulimit -n): 2,000 connections may fail"
 
-STAMP=$(date -u +%Y%m%dT%H%M%SZ)
-OUT=$ROOT/bench/results/$STAMP
-mkdir -p "$OUT"
-say "results in $OUT"
+    STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+    OUT=$ROOT/bench/results/$STAMP
+    mkdir -p "$OUT"
+    say "results in $OUT"
 
-# What the report needs to describe the run.
-{
-    echo "date=$(date -u +%FT%TZ)"
-    echo "duration=$DURATION"
-    echo "runs=$RUNS"
-    echo "warmup=$WARMUP"
-    echo "threads=$THREADS"
-    echo "connections=$CONNECTIONS"
-    echo "pool=$POOL"
-    echo "timeout=$TIMEOUT"
-    echo "users=$USERS"
-    echo "opslimit=$OPSLIMIT"
-    echo "memlimit=$MEMLIMIT"
-    echo "ncpu=$NCPU"
-    echo "url=$WEB_URL"
-    echo "config=$CONFIG"
-    echo "quick=${BENCH_QUICK:-0}"
-    echo "git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo -dirty)"
-    echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "ulimit_n=$(ulimit -n)"
-} >"$OUT/run.info"
-{
-    lscpu
-    echo
-    echo "nproc: $NCPU"
-    free -h
-    echo
-    uname -a
-    echo
-    env | grep -E '^(PROFILE|BENCH)_' | sort || true
-} >"$OUT/machine.txt" 2>&1
+    # What the report needs to describe the run.
+    {
+        echo "date=$(date -u +%FT%TZ)"
+        echo "duration=$DURATION"
+        echo "runs=$RUNS"
+        echo "warmup=$WARMUP"
+        echo "threads=$THREADS"
+        echo "connections=$CONNECTIONS"
+        echo "pool=$POOL"
+        echo "timeout=$TIMEOUT"
+        echo "users=$USERS"
+        echo "opslimit=$OPSLIMIT"
+        echo "memlimit=$MEMLIMIT"
+        echo "ncpu=$NCPU"
+        echo "url=$WEB_URL"
+        echo "config=$CONFIG"
+        echo "quick=${BENCH_QUICK:-0}"
+        echo "git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo -dirty)"
+        echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
+        echo "ulimit_n=$(ulimit -n)"
+    } >"$OUT/run.info"
+    {
+        lscpu
+        echo
+        echo "nproc: $NCPU"
+        free -h
+        echo
+        uname -a
+        echo
+        env | grep -E '^(PROFILE|BENCH)_' | sort || true
+    } >"$OUT/machine.txt" 2>&1
 
-# The micro-benchmark: bare argon2id verifies, configured cost, one thread per CPU.
-mkdir -p build/bench
-cc -std=c11 -O2 -Wall -Wextra -o build/bench/argon2_verify bench/argon2_verify.c \
-    $(pkg-config --cflags --libs libsodium) -pthread || die "cannot build bench/argon2_verify.c"
+    # The micro-benchmark: bare argon2id verifies, configured cost, one thread per CPU.
+    mkdir -p build/bench
+    cc -std=c11 -O2 -Wall -Wextra -o build/bench/argon2_verify bench/argon2_verify.c \
+        $(pkg-config --cflags --libs libsodium) -pthread || die "cannot build bench/argon2_verify.c"
 
-# Users: the random pool spreads POOL ids evenly over 1..USERS (stride S,
-# offset S/2); the fixed sets take every (POOL/c)-th of them, so they are
-# spread too. Cold logins use ids outside the pool (id % S != S/2).
-STRIDE=$((USERS / POOL))
-[ "$STRIDE" -ge 2 ] || die "[stack] users ($USERS) must be at least twice BENCH_POOL ($POOL)"
-OFFSET=$((STRIDE / 2))
-seq 0 $((POOL - 1)) | awk -v s="$STRIDE" -v o="$OFFSET" '{ print $1 * s + o }' >"$OUT/pool.ids"
+    # Users: the random pool spreads POOL ids evenly over 1..USERS (stride S,
+    # offset S/2); the fixed sets take every (POOL/c)-th of them, so they are
+    # spread too. Cold logins use ids outside the pool (id % S != S/2).
+    STRIDE=$((USERS / POOL))
+    [ "$STRIDE" -ge 2 ] || die "[stack] users ($USERS) must be at least twice BENCH_POOL ($POOL)"
+    OFFSET=$((STRIDE / 2))
+    seq 0 $((POOL - 1)) | awk -v s="$STRIDE" -v o="$OFFSET" '{ print $1 * s + o }' >"$OUT/pool.ids"
 
-SCENARIO_COUNT=$((2 + 6 * $(wc -w <<<"$CONNECTIONS") + 2))
+    SCENARIO_COUNT=$((2 + 6 * $(wc -w <<<"$CONNECTIONS") + 2))
 
-# Sessions for profile and nickname: log the pool in (or reuse the sessions of
-# an earlier run against the same server when younger than 50 minutes).
-CACHE=bench/results/.sessions-$WEB_PORT.txt
-REUSE=()
-if [ -f "$CACHE" ] && [ $(($(date +%s) - $(stat -c %Y "$CACHE"))) -lt 3000 ]; then REUSE=(--reuse "$CACHE"); fi
-NEED_SESSIONS=0
-for c in $CONNECTIONS; do
-    for n in profile-{fixed,random}-c$c nickname-{fixed,random}-c$c mixed-c100+100; do
-        [[ $n =~ $ONLY ]] && NEED_SESSIONS=1
-    done
-done
-if [ "$NEED_SESSIONS" = 1 ]; then
-    say "logging in the $POOL pool users (sessions for profile and nickname)"
-    python3 bench/sessions.py --url "$WEB_URL" --ids "$OUT/pool.ids" --out "$OUT/sessions.txt" "${REUSE[@]}" ||
-        die "could not log in the pool users"
-    cmp -s "$OUT/sessions.txt" "$CACHE" || cp "$OUT/sessions.txt" "$CACHE"
-fi
-
-# Cold logins: each wrk invocation (warm-up and runs, cold and mixed) gets its
-# own slice of SPAN ids, starting at a random place so that consecutive bench
-# runs do not reuse users either.
-COLD_INVOCATIONS=$((2 * (RUNS + 1)))
-SPAN=$((USERS / (COLD_INVOCATIONS + 2)))
-[ "$SPAN" -gt 200000 ] && SPAN=200000
-COLD_NEXT=$((1 + RANDOM * 32768 % (USERS - SPAN * COLD_INVOCATIONS)))
-cold_env() {
-    # prints the VAR=VALUE words of one cold invocation and advances the range
-    echo "BENCH_COLD_BASE=$COLD_NEXT BENCH_COLD_SPAN=$SPAN BENCH_COLD_MOD=$STRIDE BENCH_COLD_SKIP=$OFFSET"
-}
-
-say "$((SCENARIO_COUNT)) scenarios, warm-up ${WARMUP} s + $RUNS x ${DURATION} s each, wrk -t$THREADS"
-
-# 1. baseline
-if [[ baseline-c200 =~ $ONLY ]] || [[ baseline-c2000 =~ $ONLY ]]; then nginx_start; fi
-for c in $CONNECTIONS; do
-    scenario "baseline-c$c" "$c @D@ baseline fixed"
-done
-nginx_stop
-
-# 2. the matrix
-for kind in login profile nickname; do
-    for mode in fixed random; do
-        for c in $CONNECTIONS; do
-            [[ $kind-$mode-c$c =~ $ONLY ]] || { SCENARIO_NO=$((SCENARIO_NO + 1)); continue; }
-            if [ "$kind" = login ]; then
-                file=$OUT/pool.ids
-            else
-                file=$OUT/sessions.txt
-            fi
-            if [ "$mode" = fixed ]; then
-                # c users spread over the pool
-                awk -v step=$((POOL / c > 0 ? POOL / c : 1)) -v c="$c" \
-                    '(NR - 1) % step == 0 && n < c { print; n++ }' "$file" >"$OUT/fixed-$kind-c$c.txt"
-                file=$OUT/fixed-$kind-c$c.txt
-            fi
-            scenario "$kind-$mode-c$c" "$c @D@ $kind $mode BENCH_USERS=$file"
+    # Sessions for profile and nickname: log the pool in, or reuse the sessions
+    # of an earlier run against the same server when they outlive this run:
+    # age + this run's estimated length + 10 minutes (the set-up's own spread)
+    # below [core] token_ttl_s.
+    CACHE=bench/results/.sessions-$WEB_PORT.txt
+    REUSE=()
+    TTL=$(stack get core token_ttl_s 3600)
+    ESTIMATE=$((SCENARIO_COUNT * (WARMUP + RUNS * (DURATION + 10))))
+    if [ -f "$CACHE" ] &&
+        [ $(($(date +%s) - $(stat -c %Y "$CACHE") + ESTIMATE + 600)) -lt "$TTL" ]; then
+        REUSE=(--reuse "$CACHE")
+    fi
+    NEED_SESSIONS=0
+    for c in $CONNECTIONS; do
+        for n in profile-{fixed,random}-c$c nickname-{fixed,random}-c$c mixed-c100+100; do
+            [[ $n =~ $ONLY ]] && NEED_SESSIONS=1
         done
     done
-done
+    if [ "$NEED_SESSIONS" = 1 ]; then
+        say "logging in the $POOL pool users (sessions for profile and nickname)"
+        python3 bench/sessions.py --url "$WEB_URL" --ids "$OUT/pool.ids" --out "$OUT/sessions.txt" "${REUSE[@]}" ||
+            die "could not log in the pool users"
+        cmp -s "$OUT/sessions.txt" "$CACHE" || cp "$OUT/sessions.txt" "$CACHE"
+    fi
 
-# 3. cold logins, next to the bare argon2id verify rate measured just before.
-if [[ cold-c200 =~ $ONLY ]] || [[ mixed-c100+100 =~ $ONLY ]]; then
-    secs=$((DURATION < 10 ? DURATION : 10))
-    say "argon2id micro-benchmark: $NCPU threads, opslimit $OPSLIMIT, memlimit $MEMLIMIT, $secs s"
-    build/bench/argon2_verify "$OPSLIMIT" "$MEMLIMIT" "$NCPU" "$secs" >"$OUT/argon2.json" ||
-        die "argon2 micro-benchmark failed"
-fi
-# Each spec's cold range is fixed when the scenario starts; runs need their
-# own, so the cold scenarios are run phase by phase here.
-cold_scenario() {
-    local name=$1 extra=$2 r
-    SCENARIO_NO=$((SCENARIO_NO + 1))
-    [[ $name =~ $ONLY ]] || return 0
-    mkdir -p "$OUT/$name"
-    local phases=() d
-    [ "$WARMUP" -gt 0 ] && phases+=(warmup)
-    for ((r = 1; r <= RUNS; r++)); do phases+=("run$r"); done
-    for ph in "${phases[@]}"; do
-        d=$DURATION
-        [ "$ph" = warmup ] && d=$WARMUP
-        local cold_spec="${3:-200} $d cold fixed $(cold_env)"
-        COLD_NEXT=$((COLD_NEXT + SPAN))
-        if [ -n "$extra" ]; then
-            measure "$OUT/$name/$ph" "$cold_spec" "${extra//@D@/$d}"
-        else
-            measure "$OUT/$name/$ph" "$cold_spec"
-        fi
+    # Cold logins: each wrk invocation (warm-up and runs, cold and mixed) gets its
+    # own slice of SPAN ids, starting at a random place so that consecutive bench
+    # runs do not reuse users either.
+    COLD_INVOCATIONS=$((2 * (RUNS + 1)))
+    SPAN=$((USERS / (COLD_INVOCATIONS + 2)))
+    [ "$SPAN" -gt 200000 ] && SPAN=200000
+    COLD_NEXT=$((1 + RANDOM * 32768 % (USERS - SPAN * COLD_INVOCATIONS)))
+    cold_env() {
+        # prints the VAR=VALUE words of one cold invocation and advances the range
+        echo "BENCH_COLD_BASE=$COLD_NEXT BENCH_COLD_SPAN=$SPAN BENCH_COLD_MOD=$STRIDE BENCH_COLD_SKIP=$OFFSET"
+    }
+
+    say "$((SCENARIO_COUNT)) scenarios, warm-up ${WARMUP} s + $RUNS x ${DURATION} s each, wrk -t$THREADS"
+
+    # 1. baseline
+    if [[ baseline-c200 =~ $ONLY ]] || [[ baseline-c2000 =~ $ONLY ]]; then nginx_start; fi
+    for c in $CONNECTIONS; do
+        scenario "baseline-c$c" "$c @D@ baseline fixed"
     done
-    printf '[%2d/%d] %s\n' "$SCENARIO_NO" "$SCENARIO_COUNT" \
-        "$(python3 bench/report.py --progress "$OUT/$name")"
+    nginx_stop
+
+    # 2. the matrix
+    for kind in login profile nickname; do
+        for mode in fixed random; do
+            for c in $CONNECTIONS; do
+                [[ $kind-$mode-c$c =~ $ONLY ]] || { SCENARIO_NO=$((SCENARIO_NO + 1)); continue; }
+                if [ "$kind" = login ]; then
+                    file=$OUT/pool.ids
+                else
+                    file=$OUT/sessions.txt
+                fi
+                if [ "$mode" = fixed ]; then
+                    # c users spread over the pool
+                    awk -v step=$((POOL / c > 0 ? POOL / c : 1)) -v c="$c" \
+                        '(NR - 1) % step == 0 && n < c { print; n++ }' "$file" >"$OUT/fixed-$kind-c$c.txt"
+                    file=$OUT/fixed-$kind-c$c.txt
+                fi
+                scenario "$kind-$mode-c$c" "$c @D@ $kind $mode BENCH_USERS=$file"
+            done
+        done
+    done
+
+    # 3. cold logins, next to the bare argon2id verify rate measured just before.
+    if [[ cold-c200 =~ $ONLY ]] || [[ mixed-c100+100 =~ $ONLY ]]; then
+        secs=$((DURATION < 10 ? DURATION : 10))
+        say "argon2id micro-benchmark: $NCPU threads, opslimit $OPSLIMIT, memlimit $MEMLIMIT, $secs s"
+        build/bench/argon2_verify "$OPSLIMIT" "$MEMLIMIT" "$NCPU" "$secs" >"$OUT/argon2.json" ||
+            die "argon2 micro-benchmark failed"
+    fi
+    # Each spec's cold range is fixed when the scenario starts; runs need their
+    # own, so the cold scenarios are run phase by phase here.
+    cold_scenario() {
+        local name=$1 extra=$2 r
+        SCENARIO_NO=$((SCENARIO_NO + 1))
+        [[ $name =~ $ONLY ]] || return 0
+        mkdir -p "$OUT/$name"
+        local phases=() d
+        [ "$WARMUP" -gt 0 ] && phases+=(warmup)
+        for ((r = 1; r <= RUNS; r++)); do phases+=("run$r"); done
+        for ph in "${phases[@]}"; do
+            d=$DURATION
+            [ "$ph" = warmup ] && d=$WARMUP
+            local cold_spec="${3:-200} $d cold fixed $(cold_env)"
+            COLD_NEXT=$((COLD_NEXT + SPAN))
+            if [ -n "$extra" ]; then
+                measure "$OUT/$name/$ph" "$cold_spec" "${extra//@D@/$d}"
+            else
+                measure "$OUT/$name/$ph" "$cold_spec"
+            fi
+        done
+        printf '[%2d/%d] %s\n' "$SCENARIO_NO" "$SCENARIO_COUNT" \
+            "$(python3 bench/report.py --progress "$OUT/$name")"
+    }
+    cold_scenario cold-c200 "" 200
+    cold_scenario mixed-c100+100 "100 @D@ profile random BENCH_USERS=$OUT/sessions.txt" 100
+
+    echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/run.info"
+
+    # 4. the report
+    report_args=("$OUT")
+    [ "${BENCH_DOCS:-1}" = 1 ] && report_args+=(--docs "$ROOT/docs")
+    python3 bench/report.py "${report_args[@]}"
+    say "done: $OUT/summary.md"
 }
-cold_scenario cold-c200 "" 200
-cold_scenario mixed-c100+100 "100 @D@ profile random BENCH_USERS=$OUT/sessions.txt" 100
 
-echo "loadavg_after=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/run.info"
-
-# 4. the report
-report_args=("$OUT")
-[ "${BENCH_DOCS:-1}" = 1 ] && report_args+=(--docs "$ROOT/docs")
-python3 bench/report.py "${report_args[@]}"
-say "done: $OUT/summary.md"
+main "$@"
+exit
