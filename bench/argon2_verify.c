@@ -31,8 +31,8 @@ static atomic_int stop;                  /* set by main when SECONDS are over */
 static atomic_int failed;                /* a verify did not match */
 
 struct worker {
-    pthread_t tid;           /* the thread */
-    unsigned long verifies;  /* verifies this thread completed */
+    pthread_t tid;          /* the thread */
+    unsigned long verifies; /* verifies this thread completed */
 };
 
 static double now_s(void)

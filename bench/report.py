@@ -6,7 +6,7 @@
 
 Reads, per scenario directory, runN.json (written by the done() hook of
 bench/wrk/scenario.lua; runN.1.json from a second wrk running at the same
-time), runN.pidstat.txt (pidstat -h -u -r -w -d, one sample a second) and
+time), runN.pidstat.txt (pidstat -t -h -u -r -w -d, one sample a second) and
 runN.meta (loopback bytes, wrk exit status). Warm-up files are ignored except
 for their errors.
 
@@ -86,6 +86,7 @@ def parse_pidstat(path):
     role's processes at each sample), mean context switches/s and disk kB/s."""
     samples = {}  # role -> time -> sums of one sample
     header = None
+    current_role = None
     try:
         f = open(path)
     except OSError:
@@ -101,17 +102,33 @@ def parse_pidstat(path):
             if header is None or len(parts) != len(header) or not re.match(r"\d\d:\d\d:\d\d", parts[0]):
                 continue
             row = dict(zip(header, parts))
-            role = ROLES.get(row["Command"], row["Command"])
+            # pidstat -t: a process line (TID "-") with the process's CPU, RSS
+            # and IO, then one line per thread ("|__name"); the process line's
+            # context switches are its main thread's only, so those are summed
+            # over the thread lines instead.
+            # Threads may carry their own names (MHD-worker): a thread line
+            # belongs to the process line above it.
+            command = row["Command"]
+            thread_line = "TID" in row and row["TGID"] == "-"
+            if thread_line:
+                role = current_role
+            else:
+                role = current_role = ROLES.get(command, command)
             s = samples.setdefault(role, {}).setdefault(row["Time"], {
                 "cpu": 0.0, "wait": 0.0, "usr": 0.0, "sys": 0.0, "rss": 0, "cs": 0.0, "nvcs": 0.0, "rd": 0.0, "wr": 0.0})
+            if thread_line:
+                s["cs"] += float(row["cswch/s"])
+                s["nvcs"] += float(row["nvcswch/s"])
+                continue
             s["cpu"] += float(row["%CPU"])
             s["usr"] += float(row["%usr"])
             # %wait: runnable but waiting for a CPU (the machine is shared)
             s["wait"] += float(row.get("%wait", "0"))
             s["sys"] += float(row["%system"])
             s["rss"] += int(float(row["RSS"]))
-            s["cs"] += float(row["cswch/s"])
-            s["nvcs"] += float(row["nvcswch/s"])
+            if "TID" not in row:  # pidstat without -t: main thread only
+                s["cs"] += float(row["cswch/s"])
+                s["nvcs"] += float(row["nvcswch/s"])
             s["rd"] += float(row["kB_rd/s"])
             s["wr"] += float(row["kB_wr/s"])
     out = {}
@@ -381,6 +398,8 @@ def markdown(out_dir, info, machine, argon, scenarios, ok, base, roles):
       f"argon2id opslimit {info.get('opslimit')}, memlimit {int(info.get('memlimit', '0')) // 1048576} MiB. "
       f"Load average before / after: {info.get('loadavg_before', '?')} / {info.get('loadavg_after', '?')}.")
     a("")
+    a(f"Command: `{(info.get('bench_env', '') + ' make bench').strip()}` (after `make start`).")
+    a("")
     a(f"Machine: {machine.get('cpu', '?')}, {machine.get('nproc', '?')} CPUs "
       f"({machine.get('threads_per_core', '?')} thread(s) per core"
       f"{', ' + machine['hypervisor'] + ' guest' if 'hypervisor' in machine else ''}), "
@@ -460,8 +479,8 @@ def markdown(out_dir, info, machine, argon, scenarios, ok, base, roles):
       "(kB/s) of the median run:")
     a("")
     a("| scenario | " + " | ".join(f"{r} RSS" for r in roles) + " | " +
-      " | ".join(f"{r} cs/s" for r in roles) + " | mariadbd kB wr/s |")
-    a("|---|" + "--:|" * (2 * len(roles) + 1))
+      " | ".join(f"{r} cs/s" for r in roles) + " | mariadbd kB wr/s | core %wait |")
+    a("|---|" + "--:|" * (2 * len(roles) + 2))
     for s in ok:
         res = s["resources"]
         cells = []
@@ -476,9 +495,13 @@ def markdown(out_dir, info, machine, argon, scenarios, ok, base, roles):
             cells.append(cell)
         cells += [f"{res[r]['cswch_s'] + res[r]['nvcswch_s']:,.0f}" if r in res else "" for r in roles]
         cells.append(f"{res['mariadbd']['kb_wr_s']:,.0f}" if "mariadbd" in res else "")
+        cells.append(f"{res['core']['wait_pct_mean']:.0f}" if "core" in res else "")
         a(f"| {s['name']} | " + " | ".join(cells) + " |")
     a("")
-    a("Memory targets at 2,000 connections: web ≤ 64 MiB, core ≤ 128 MiB RSS (bold when exceeded).")
+    a("Memory targets at 2,000 connections: web ≤ 64 MiB, core ≤ 128 MiB RSS (bold when exceeded). "
+      "core %wait: pidstat's %wait, the share of time the core's threads were ready to run but had no "
+      "CPU (summed over threads): high values mean the CPUs were the bottleneck, including other "
+      "people's work on a shared machine.")
     a("")
     a("![req/s per scenario](perf-rps.svg)")
     a("")

@@ -22,7 +22,7 @@
 #
 # Every response is checked by bench/wrk/scenario.lua (status and a body
 # field); failed checks, non-2xx and socket errors are the scenario's errors.
-# During each measured run pidstat samples CPU, RSS, context switches and disk
+# During each measured run pidstat (-t) samples CPU, RSS, context switches and disk
 # IO of wrk, profile-web, profile-core, mariadbd, redis-server (and nginx) once
 # a second, and the loopback byte counters are read before and after.
 #
@@ -157,7 +157,8 @@ measure() {
     done
     local pids
     pids=$(IFS=,; echo "${wrk_pids[*]},${SERVER_PIDS}${EXTRA_PIDS:+,$EXTRA_PIDS}")
-    S_TIME_FORMAT=ISO LC_ALL=C pidstat -h -u -r -w -d -p "$pids" 1 "$dur" >"$prefix.pidstat.txt" 2>&1 &
+    # -t: per-thread lines too, the only way to count every thread's context switches
+    S_TIME_FORMAT=ISO LC_ALL=C pidstat -t -h -u -r -w -d -p "$pids" 1 "$dur" >"$prefix.pidstat.txt" 2>&1 &
     stat_pid=$!
     local rc=0
     for p in "${wrk_pids[@]}"; do wait "$p" || rc=$?; done
@@ -323,6 +324,7 @@ main() {
         echo "url=$WEB_URL"
         echo "config=$CONFIG"
         echo "quick=${BENCH_QUICK:-0}"
+        echo "bench_env=$(env | grep -E '^BENCH_' | sort | paste -sd' ' || true)"
         echo "git=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo -dirty)"
         echo "loadavg_before=$(cut -d' ' -f1-3 /proc/loadavg)"
         echo "ulimit_n=$(ulimit -n)"
