@@ -356,17 +356,12 @@ main() {
     SCENARIO_COUNT=$((2 + 6 * $(wc -w <<<"$CONNECTIONS") + 2))
 
     # Sessions for profile and nickname: log the pool in, or reuse the sessions
-    # of an earlier run against the same server when they outlive this run:
-    # age + this run's estimated length + 10 minutes (the set-up's own spread)
-    # below [core] token_ttl_s.
+    # of an earlier run against the same server when each token outlives this
+    # run (its estimated length, settling included, plus 10 minutes).
     CACHE=bench/results/.sessions-$WEB_PORT.txt
+    ESTIMATE=$((SCENARIO_COUNT * (WARMUP + 30 + RUNS * (DURATION + 30)) + 600))
     REUSE=()
-    TTL=$(stack get core token_ttl_s 3600)
-    ESTIMATE=$((SCENARIO_COUNT * (WARMUP + RUNS * (DURATION + 10))))
-    if [ -f "$CACHE" ] &&
-        [ $(($(date +%s) - $(stat -c %Y "$CACHE") + ESTIMATE + 600)) -lt "$TTL" ]; then
-        REUSE=(--reuse "$CACHE")
-    fi
+    [ -f "$CACHE" ] && REUSE=(--reuse "$CACHE" --min-valid "$ESTIMATE")
     NEED_SESSIONS=0
     for c in $CONNECTIONS; do
         for n in profile-{fixed,random}-c$c nickname-{fixed,random}-c$c mixed-c100+100; do

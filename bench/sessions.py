@@ -9,15 +9,17 @@ has one "id token" line per id, in the order of ids.txt, and is written to a
 temporary file renamed into place only when every login succeeded, so a
 half-written file is never mistaken for a good one.
 
---reuse FILE: when FILE lists exactly the ids of ids.txt, a sample of its
-tokens is checked with GET /api/v1/profile; if all are still valid the file
-is copied instead of logging everyone in again (sessions last [core]
-token_ttl_s, one hour by default; run.sh only reuses files younger than that).
+--reuse FILE: when FILE lists exactly the ids of ids.txt, every token's
+expiry (the JWT "exp" claim) is at least --min-valid seconds away, and a
+sample of the tokens is accepted by GET /api/v1/profile, the file is copied
+instead of logging everyone in again (sessions last [core] token_ttl_s, one
+hour by default).
 
 Exit status 0, 1 when a login fails (the first failures are printed).
 Python standard library only.
 """
 import argparse
+import base64
 import http.client
 import json
 import os
@@ -68,6 +70,17 @@ def profile_ok(conn, token):
         return False
 
 
+def jwt_exp(token):
+    """The exp claim (Unix seconds) of a JWT, or 0 when it cannot be read.
+    Only for choosing whether to reuse a token: the server checks it."""
+    try:
+        payload = token.split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        return int(json.loads(base64.urlsafe_b64decode(payload))["exp"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        return 0
+
+
 def try_reuse(args, ids):
     try:
         with open(args.reuse) as f:
@@ -75,6 +88,11 @@ def try_reuse(args, ids):
     except OSError:
         return False
     if [p[0] for p in pairs] != [str(i) for i in ids] or any(len(p) != 2 for p in pairs):
+        return False
+    left = min(jwt_exp(tok) for _, tok in pairs) - time.time()
+    if left < args.min_valid:
+        print(f"sessions: not reusing {args.reuse}: its first token expires in {left:.0f} s, "
+              f"this run needs {args.min_valid} s", file=sys.stderr)
         return False
     conn = connect(args.url)
     sample = random.sample(pairs, min(50, len(pairs)))
@@ -93,6 +111,8 @@ def main():
     ap.add_argument("--password", default="password123")
     ap.add_argument("--workers", type=int, default=32, help="parallel connections")
     ap.add_argument("--reuse", help="earlier output to reuse when still valid")
+    ap.add_argument("--min-valid", type=int, default=3600,
+                    help="seconds every reused token must stay valid (default 3600)")
     args = ap.parse_args()
 
     with open(args.ids) as f:
