@@ -193,7 +193,7 @@ settle() {
         a=$(cpu_ticks "$WEB_PID" "$CORE_PID")
         sleep 0.5
         b=$(cpu_ticks "$WEB_PID" "$CORE_PID")
-        # ticks in 0.5 s < 5 % of a CPU  <=>  (b - a) * 100 / hz < 2.5 centiseconds
+        # < 5 % of a CPU over 0.5 s  <=>  (b - a) / hz < 0.025 s  <=>  (b - a) * 1000 / hz < 25
         [ $(((b - a) * 1000 / hz)) -lt 25 ] && break
     done
     echo $(($(date +%s) - t0))
@@ -460,5 +460,5 @@ main() {
     say "done: $OUT/summary.md"
 }
 
-main "$@"
-exit
+# (one line: bash has read the exit before main runs, whatever happens to this file)
+main "$@"; exit "$?"
