@@ -1,7 +1,7 @@
 # Entry points. `make run` and `make test` work on a fresh Debian 12 machine:
 # they install the missing Debian packages (apt-get, sudo when not root),
 # build, and drive scripts/stack.sh, which does the real work.
-.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots install
+.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots install bench
 
 SHELL := /bin/bash
 # The instance to act on: etc/profile.ini (dev, var/) or etc/test.ini (var/test/).
@@ -58,6 +58,13 @@ install: build
 populate: build
 	$(STACK) mysql-start
 	$(STACK) populate $(N)
+
+# The benchmark of issue 3 against the running system (`make start` first,
+# same CONFIG and PROFILE_* overrides): all scenarios, results under
+# bench/results/<timestamp>/, docs/performance.md and its charts regenerated.
+# BENCH_QUICK=1 for a short development run; settings in bench/run.sh.
+bench: deps
+	CONFIG=$(CONFIG) bench/run.sh
 
 clean:
 	rm -rf build build-asan

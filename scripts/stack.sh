@@ -26,6 +26,9 @@
 #   secrets               create the secrets files (.env, .env.web) if missing
 #   e2e-deps              npm ci in tests/e2e (playwright-core, axe-core) when
 #                         its node_modules is missing or older than the lock file
+#   get SECTION KEY [DEF] print one configuration value (INI + environment), as
+#                         the servers see it; var_dir and paths made absolute
+#                         by the caller (used by bench/run.sh)
 #
 # Values come from the INI file (sections as in src/common/config.h plus
 # [stack]) overridden by PROFILE_<SECTION>_<KEY> environment variables, the
@@ -68,7 +71,7 @@ CONFIG=${CONFIG:-etc/profile.ini}
 PACKAGES="build-essential cmake pkg-config libmicrohttpd-dev libprotobuf-c-dev protobuf-c-compiler
 libmariadb-dev mariadb-server mariadb-client redis-server libhiredis-dev libsodium-dev libjwt-dev
 libjansson-dev libvips-dev libinih-dev libcmocka-dev libsystemd-dev nginx wrk sysstat curl python3
-logrotate systemd chromium fonts-noto-color-emoji fonts-droid-fallback"
+logrotate systemd gnuplot-nox chromium fonts-noto-color-emoji fonts-droid-fallback"
 # Node.js and npm (browser tests) may come from another source than Debian
 # (e.g. NodeSource's nodejs, which bundles npm and conflicts with Debian's
 # npm): Debian's packages are installed only when the commands are missing.
@@ -662,6 +665,7 @@ deps) deps ;;
 build) build ;;
 secrets) load_config; ensure_secrets ;;
 e2e-deps) e2e_deps ;;
+get) resolve_config; [ $# -ge 2 ] || die "usage: get SECTION KEY [DEFAULT]"; cfg "$1" "$2" "${3:-}" ;;
 mysql-start) load_config; mysql_start ;;
 mysql-stop) load_config; mysql_stop ;;
 schema) load_config; ensure_secrets; apply_schema ;;
