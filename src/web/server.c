@@ -32,7 +32,10 @@
 #define FORM_FIELDS_MAX 8           /* distinct names in one form */
 #define DRAIN_MAX (8 * 1024 * 1024) /* bytes read and dropped after a 413 before closing */
 #define CONNECTION_LIMIT_MAX 4096   /* simultaneous HTTP connections, at most */
-#define SLOW_QUEUE_MAX 1024         /* slow requests waiting for a worker before 503 */
+#define SLOW_QUEUE_MAX                                                                             \
+    CONNECTION_LIMIT_MAX /* slow requests waiting for a worker: every                              \
+                            connection may have one queued, so a login                             \
+                            burst queues instead of failing with 503 */
 #define CONNECTION_MEMORY                                                                          \
     (16 * 1024) /* bytes per connection for headers and buffers; 2000                              \
                    connections fit in 32 MiB (libmicrohttpd's default is                           \
@@ -438,8 +441,14 @@ static enum MHD_Result finish(struct web_request *req)
     MHD_suspend_connection(req->conn);
     req->deferred = 1;
     if (workers_submit(req->app->workers, slow_job, req) != 0) {
-        log_warn(req->rid, "http: slow-request queue full (%d waiting), answering 503",
-                 SLOW_QUEUE_MAX);
+        /* At most one line a second however many are refused: an overload must
+         * not also fill the disk. */
+        static _Atomic long last_warned_s;
+        long now_s = (long)(now_us() / 1000000u);
+        long last = atomic_load(&last_warned_s);
+        if (now_s != last && atomic_compare_exchange_strong(&last_warned_s, &last, now_s))
+            log_warn(req->rid, "http: slow-request queue full (%d waiting), answering 503",
+                     SLOW_QUEUE_MAX);
         req->deferred_result =
             fail(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", REQUEST_UNAVAILABLE_MSG);
         MHD_resume_connection(req->conn);
