@@ -124,7 +124,7 @@ static void config_defaults(struct config *cfg)
     cfg->core.token_ttl_s = 3600;
     cfg->core.cache_ttl_s = 300;
     cfg->core.credential_cache_entries = 1 << 18;
-    cfg->core.credential_cache_ttl_s = 300;
+    cfg->core.credential_cache_ttl_s = 3600;
     snprintf(cfg->core.env_file, sizeof(cfg->core.env_file), ".env");
 
     cfg->password.opslimit = 2;

@@ -58,7 +58,7 @@ struct config_core {
     int credential_cache_entries;  /* verified logins remembered (core/credcache.h); default 262144
                                     */
     int credential_cache_ttl_s;    /* how long a verified login is trusted, seconds; 0 = off;
-                                      default 300 */
+                                      default 3600 (the session lifetime) */
     char env_file[CONFIG_STR_MAX]; /* file holding secrets (JWT_SECRET, MYSQL_PASSWORD); default
                                       .env */
 };
