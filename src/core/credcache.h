@@ -18,7 +18,7 @@
  * at most ttl_s seconds, the keys die with the process, and ttl_s = 0 turns
  * the cache off.
  *
- * Layout: 4-way set-associative, sets chosen by the tag; a set's slots are
+ * Layout: 8-way set-associative, sets chosen by the tag; a set's slots are
  * guarded by one of a few striped mutexes. Thread-safe.
  */
 #ifndef PROFILE_CORE_CREDCACHE_H
