@@ -367,6 +367,15 @@ main() {
         for n in profile-{fixed,random}-c$c nickname-{fixed,random}-c$c mixed-c100+100; do
             [[ $n =~ $ONLY ]] && NEED_SESSIONS=1
         done
+        # Login scenarios assume the pool was warmed once against this very core
+        # process (its credential cache lives in memory): log the pool in afresh,
+        # never reuse sessions from a run against an earlier core.
+        for n in login-{fixed,random}-c$c; do
+            if [[ $n =~ $ONLY ]]; then
+                NEED_SESSIONS=1
+                REUSE=()
+            fi
+        done
     done
     if [ "$NEED_SESSIONS" = 1 ]; then
         say "logging in the $POOL pool users (sessions for profile and nickname)"

@@ -384,66 +384,89 @@ static int config_create_env_file(const char *path)
     return rc;
 }
 
-int config_load_secrets(struct config *cfg, int create)
+/* Sets one secret of a .env file or the environment; origin names it in messages. */
+typedef int (*secret_setter)(struct config *cfg, const char *key, const char *value,
+                             const char *origin);
+
+/*
+ * Reads the KEY=VALUE lines of the secrets file at path (# comments, blank
+ * lines, surrounding quotes allowed) and hands each to set. Lines are wiped
+ * from memory after use. Returns 0, 1 when the file does not exist, or -1
+ * with a message on stderr (unreadable file, or a value set refused).
+ */
+static int env_file_read(struct config *cfg, const char *path, secret_setter set)
 {
-    const char *path = cfg->core.env_file;
-    /* Empty: the environment only (systemd's EnvironmentFile= read it as root). */
-    FILE *f = path[0] != '\0' ? fopen(path, "re") : NULL;
-    if (path[0] == '\0') errno = ENOENT;
-    if (f == NULL && path[0] != '\0' && errno == ENOENT && create) {
-        if (config_create_env_file(path) < 0) return -1;
-        fprintf(stderr, "%s: created with a new random JWT_SECRET\n", path);
-        f = fopen(path, "re");
-    }
-    if (f != NULL) {
-        struct stat st;
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
-            fprintf(stderr, "%s: warning: readable by group or others; chmod 600 it\n", path);
-        char *line = NULL;
-        size_t cap = 0;
-        int failed = 0;
-        while (getline(&line, &cap, f) > 0) {
-            char *s = trim(line);
-            if (*s == '#' || *s == '\0') continue;
-            char *eq = strchr(s, '=');
-            if (eq == NULL) continue;
-            *eq = '\0';
-            char *key = trim(s), *value = trim(eq + 1);
-            size_t vl = strlen(value);
-            if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
-                value[vl - 1] = '\0';
-                value++;
-            }
-            if (strcmp(key, "JWT_SECRET") == 0) {
-                if (config_set_jwt_secret(cfg, value, path) < 0) failed = 1;
-            } else if (strcmp(key, "MYSQL_PASSWORD") == 0) {
-                if (strlen(value) >= sizeof(cfg->mysql.password)) {
-                    fprintf(stderr, "%s: MYSQL_PASSWORD too long\n", path);
-                    failed = 1;
-                } else {
-                    memcpy(cfg->mysql.password, value, strlen(value) + 1);
-                }
-            }
-        }
-        if (line != NULL) sodium_memzero(line, cap);
-        free(line);
-        fclose(f);
-        if (failed) return -1;
-    } else if (errno != ENOENT) {
+    FILE *f = fopen(path, "re");
+    if (f == NULL) {
+        if (errno == ENOENT) return 1;
         fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
         return -1;
     }
-    const char *env = getenv("JWT_SECRET");
-    if (env != NULL && config_set_jwt_secret(cfg, env, "environment") < 0) return -1;
-    env = getenv("MYSQL_PASSWORD");
-    if (env != NULL) {
-        if (strlen(env) >= sizeof(cfg->mysql.password)) {
-            fprintf(stderr, "environment: MYSQL_PASSWORD too long\n");
-            return -1;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
+        fprintf(stderr, "%s: warning: readable by group or others; chmod 600 it\n", path);
+    char *line = NULL;
+    size_t cap = 0;
+    int failed = 0;
+    while (getline(&line, &cap, f) > 0) {
+        char *s = trim(line);
+        if (*s == '#' || *s == '\0') continue;
+        char *eq = strchr(s, '=');
+        if (eq == NULL) continue;
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        size_t vl = strlen(value);
+        if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
+            value[vl - 1] = '\0';
+            value++;
         }
-        memcpy(cfg->mysql.password, env, strlen(env) + 1);
+        if (set(cfg, key, value, path) < 0) failed = 1;
+    }
+    if (line != NULL) sodium_memzero(line, cap);
+    free(line);
+    fclose(f);
+    return failed ? -1 : 0;
+}
+
+/* Hands the variables named in keys (NULL-terminated) from the environment to set. */
+static int env_vars_read(struct config *cfg, const char *const *keys, secret_setter set)
+{
+    for (; *keys != NULL; keys++) {
+        const char *value = getenv(*keys);
+        if (value != NULL && set(cfg, *keys, value, "environment") < 0) return -1;
     }
     return 0;
+}
+
+static int core_secret_set(struct config *cfg, const char *key, const char *value,
+                           const char *origin)
+{
+    if (strcmp(key, "JWT_SECRET") == 0) return config_set_jwt_secret(cfg, value, origin);
+    if (strcmp(key, "MYSQL_PASSWORD") == 0) {
+        if (strlen(value) >= sizeof(cfg->mysql.password)) {
+            fprintf(stderr, "%s: MYSQL_PASSWORD too long\n", origin);
+            return -1;
+        }
+        memcpy(cfg->mysql.password, value, strlen(value) + 1);
+    }
+    return 0; /* other keys (e.g. CSRF_SECRET) are not the core's */
+}
+
+int config_load_secrets(struct config *cfg, int create)
+{
+    static const char *const keys[] = {"JWT_SECRET", "MYSQL_PASSWORD", NULL};
+    const char *path = cfg->core.env_file;
+    /* Empty: the environment only (systemd's EnvironmentFile= read it as root). */
+    if (path[0] != '\0') {
+        int rc = env_file_read(cfg, path, core_secret_set);
+        if (rc == 1 && create) {
+            if (config_create_env_file(path) < 0) return -1;
+            fprintf(stderr, "%s: created with a new random JWT_SECRET\n", path);
+            rc = env_file_read(cfg, path, core_secret_set);
+        }
+        if (rc < 0) return -1;
+    }
+    return env_vars_read(cfg, keys, core_secret_set);
 }
 
 static int config_set_csrf_secret(struct config *cfg, const char *hex, const char *origin)
@@ -460,41 +483,17 @@ static int config_set_csrf_secret(struct config *cfg, const char *hex, const cha
     return 0;
 }
 
+static int web_secret_set(struct config *cfg, const char *key, const char *value,
+                          const char *origin)
+{
+    /* Only the web's own key: never the core's secrets, even from a shared file. */
+    return strcmp(key, "CSRF_SECRET") == 0 ? config_set_csrf_secret(cfg, value, origin) : 0;
+}
+
 int config_load_web_secrets(struct config *cfg)
 {
-    const char *path = cfg->web.env_file;
-    int failed = 0;
-    FILE *f = fopen(path, "re");
-    if (f != NULL) {
-        struct stat st;
-        if (fstat(fileno(f), &st) == 0 && (st.st_mode & 077) != 0)
-            fprintf(stderr, "%s: warning: readable by group or others; chmod 600 it\n", path);
-        char *line = NULL;
-        size_t cap = 0;
-        while (getline(&line, &cap, f) > 0) {
-            char *s = trim(line);
-            if (*s == '#' || *s == '\0') continue;
-            char *eq = strchr(s, '=');
-            if (eq == NULL) continue;
-            *eq = '\0';
-            char *key = trim(s), *value = trim(eq + 1);
-            size_t vl = strlen(value);
-            if (vl >= 2 && (value[0] == '"' || value[0] == '\'') && value[vl - 1] == value[0]) {
-                value[vl - 1] = '\0';
-                value++;
-            }
-            if (strcmp(key, "CSRF_SECRET") == 0 && config_set_csrf_secret(cfg, value, path) < 0)
-                failed = 1;
-        }
-        if (line != NULL) sodium_memzero(line, cap);
-        free(line);
-        fclose(f);
-    } else if (errno != ENOENT) {
-        fprintf(stderr, "%s: cannot open: %s\n", path, strerror(errno));
+    static const char *const keys[] = {"CSRF_SECRET", NULL};
+    if (cfg->web.env_file[0] != '\0' && env_file_read(cfg, cfg->web.env_file, web_secret_set) < 0)
         return -1;
-    }
-    if (failed) return -1;
-    const char *env = getenv("CSRF_SECRET");
-    if (env != NULL && config_set_csrf_secret(cfg, env, "environment") < 0) return -1;
-    return 0;
+    return env_vars_read(cfg, keys, web_secret_set);
 }
