@@ -10,6 +10,7 @@
  * loop below (common/daemon.h).
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -45,6 +46,11 @@ int main(int argc, char **argv)
     static struct config cfg; /* large; read by every thread for the whole run */
     const char *path = NULL;
     int opt;
+    /* glibc gives each busy thread its own malloc arena and keeps freed memory
+     * in it: with 16 event-loop and 16 worker threads the RSS after a burst of
+     * 2,000 connections stays far above what is in use. Two arenas suffice for
+     * our small, short-lived allocations. */
+    (void)mallopt(M_ARENA_MAX, 2);
     while ((opt = getopt(argc, argv, "c:h")) != -1) {
         switch (opt) {
         case 'c':
