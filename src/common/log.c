@@ -209,3 +209,14 @@ char *log_quote(char *out, size_t out_size, const char *s, size_t len)
     out[o] = '\0';
     return out;
 }
+
+void log_reopen_reported(void)
+{
+    if (log_reopen() != 0) {
+        char eb[128];
+        log_error(0, "event=log_reopen outcome=failure error=\"%s\"",
+                  strerror_r(errno, eb, sizeof(eb)));
+    } else {
+        log_info(0, "event=log_reopen outcome=success");
+    }
+}

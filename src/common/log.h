@@ -40,6 +40,12 @@ int log_open(const char *file);
 int log_reopen(void);
 
 /*
+ * log_reopen(), then one line saying how it went (event=log_reopen
+ * outcome=success|failure): what both servers do on SIGHUP.
+ */
+void log_reopen_reported(void);
+
+/*
  * Sets the calling thread's correlation tag (e.g. the X-Request-Id the web
  * server received), added as tag=<tag> to every line this thread writes
  * until cleared with NULL or "". Only 1..64 bytes of [A-Za-z0-9-] are

@@ -51,13 +51,7 @@ static void core_tick(void *ctx)
     (void)daemon_watchdog_ping();
     if (reopen_flag) {
         reopen_flag = 0;
-        if (log_reopen() != 0) {
-            char eb[128];
-            log_error(0, "event=log_reopen outcome=failure error=\"%s\"",
-                      strerror_r(errno, eb, sizeof(eb)));
-        } else {
-            log_info(0, "event=log_reopen outcome=success");
-        }
+        log_reopen_reported();
     }
 }
 

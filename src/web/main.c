@@ -25,17 +25,6 @@
 #define DRAIN_MS 5000 /* time in-flight requests get to finish at shutdown, milliseconds */
 #define TICK_MS 1000  /* main loop wake-up without signals (watchdog), milliseconds */
 
-static void reopen_log(void)
-{
-    if (log_reopen() != 0) {
-        char eb[128];
-        log_error(0, "event=log_reopen outcome=failure error=\"%s\"",
-                  strerror_r(errno, eb, sizeof(eb)));
-    } else {
-        log_info(0, "event=log_reopen outcome=success");
-    }
-}
-
 static void usage(FILE *out)
 {
     fprintf(out, "usage: profile-web -c <config.ini>\n");
@@ -107,7 +96,7 @@ int main(int argc, char **argv)
         struct timespec tick = {TICK_MS / 1000, (long)(TICK_MS % 1000) * 1000000L};
         int sig = sigtimedwait(&set, NULL, &tick);
         (void)daemon_watchdog_ping();
-        if (sig == SIGHUP) reopen_log();
+        if (sig == SIGHUP) log_reopen_reported();
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig < 0 && errno != EAGAIN && errno != EINTR) {
             char eb[128];
