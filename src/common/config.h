@@ -51,7 +51,10 @@ struct config_rpc {
 struct config_core {
     char host[CONFIG_STR_MAX];     /* listen address; default 127.0.0.1 */
     int port;                      /* default 9090 */
-    int max_connections;           /* concurrent RPC connections served; default 256 */
+    int max_connections;           /* open RPC connections; default 256 */
+    int io_threads;                /* RPC event-loop threads (rpc/server.h); default 1 */
+    int workers;                   /* threads for blocking requests (MySQL, argon2id, pictures);
+                                      default 64 */
     int hash_threads;              /* concurrent argon2id computations; 0 = number of CPUs */
     int token_ttl_s;               /* session (JWT and Redis key) lifetime, seconds; default 3600 */
     int cache_ttl_s;               /* profile cache entry lifetime, seconds; default 300 */

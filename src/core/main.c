@@ -143,9 +143,12 @@ int main(int argc, char **argv)
         .port = cfg.core.port,
         .inherited_fd = inherited_fd > 0 ? inherited_fd : 0,
         .max_connections = cfg.core.max_connections,
+        .io_threads = cfg.core.io_threads,
+        .workers = cfg.core.workers,
         .max_frame_bytes = cfg.rpc.max_frame_bytes,
         .io_timeout_ms = cfg.rpc.slow_io_timeout_ms, /* reading a 10 MiB picture frame */
         .handler = service_handle,
+        .batch = service_handle_batch,
         .handler_ctx = svc,
         .tick = core_tick,
         .tick_ctx = NULL,

@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "profile.pb-c.h"
+#include "rpc/server.h"
 
 #define SERVICE_PASSWORD_MAX_BYTES 1024 /* longer passwords are refused before hashing */
 
@@ -44,5 +45,15 @@ void service_destroy(struct service *svc);
  * resp->status.
  */
 void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp);
+
+/*
+ * The rpc_batch_fn (rpc/server.h), run on an RPC event loop: answers the
+ * batch's profile reads whose session and profile are cached in Redis with
+ * one pipelined round trip for all of them (MGET sess:<jti> prof:<user>
+ * each), and refuses bad tokens and dead sessions. Everything else (other
+ * methods, cache misses, Redis failures) is left undone for service_handle
+ * on a worker, which starts it afresh. Never blocks on MySQL or argon2id.
+ */
+void service_handle_batch(void *ctx, struct rpc_call *const *calls, size_t n);
 
 #endif

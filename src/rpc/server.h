@@ -1,13 +1,20 @@
 /*
  * server: the core's side of the RPC.
  *
- * Accepts TCP connections and serves each in its own thread with a loop
- * (read frame, decode, call the handler, encode, write frame) whose memory
- * does not grow with the number of requests: one buffer per connection,
- * reused. Threads are capped at max_connections; further connections wait
- * in the listen backlog. Because each connection has its own thread, a slow
- * request (argon2id, image decoding) delays only the connection it came on;
- * the web server's pool spreads other requests over other connections.
+ * Event loops plus a worker pool (the design of memcached and Redis 6's I/O
+ * threads): io_threads loops own the connections (epoll, non-blocking
+ * sockets) and read whole frames; each pass over the ready connections hands
+ * every decoded request to the optional batch handler at once, which answers
+ * what it can without blocking (a profile read: one pipelined Redis round
+ * trip for the whole batch), and everything else goes to the workers, which
+ * run the blocking handler (MySQL, argon2id, libvips) and write the answer
+ * themselves. Why: with a thread per connection every request cost the core
+ * two thread wake-ups and Redis one; batching shares them between all the
+ * requests that arrived together (docs/performance.md).
+ *
+ * Protocol rule kept from the thread-per-connection server: one request at a
+ * time per connection; bytes beyond a frame before it is answered are a
+ * framing error and close the connection (docs/rpc.md).
  */
 #ifndef PROFILE_RPC_SERVER_H
 #define PROFILE_RPC_SERVER_H
@@ -24,18 +31,37 @@
  */
 typedef void (*rpc_handler_fn)(void *ctx, const Rpc__Request *req, Rpc__Response *resp);
 
+/* One request of a batch (see rpc_batch_fn). */
+struct rpc_call {
+    const Rpc__Request *req; /* decoded request; owned by the server */
+    Rpc__Response *resp;     /* answer to fill (id already set), message.h ownership rule */
+    int done;                /* set to 1 by the batch handler when resp is the final answer */
+};
+
+/*
+ * Fast path, called on an event-loop thread with the n requests read in one
+ * pass (n >= 1, from different connections). It must not block for long: a
+ * loop serves many connections. It answers the calls it can and sets their
+ * done; the others go to a worker and the blocking handler as if the batch
+ * handler had never seen them (it must leave their resp untouched then).
+ */
+typedef void (*rpc_batch_fn)(void *ctx, struct rpc_call *const *calls, size_t n);
+
 struct rpc_server_options {
     const char *host;         /* listen address, e.g. "127.0.0.1" */
     int port;                 /* TCP port; 0 picks a free one (see rpc_server_port) */
     int inherited_fd;         /* > 0: a socket already bound and listening to adopt instead of
                                  binding host:port (systemd socket activation, sd_listen_fds(3));
                                  0: bind (the default of a zeroed struct) */
-    int max_connections;      /* concurrent connections served */
+    int max_connections;      /* open connections; more wait in the listen backlog */
+    int io_threads;           /* event-loop threads; <= 0 means 1 */
+    int workers;              /* threads running handler (blocking calls); <= 0 means 64 */
     uint32_t max_frame_bytes; /* largest accepted request frame, bytes */
     int io_timeout_ms;        /* max time to read the rest of a frame once it started or to
                                  write a response, milliseconds */
-    rpc_handler_fn handler;
-    void *handler_ctx;
+    rpc_handler_fn handler;   /* blocking handler, run on a worker */
+    rpc_batch_fn batch;       /* fast path run on the loops; NULL: every call goes to a worker */
+    void *handler_ctx;        /* first argument of handler and batch */
     /* Called by rpc_server_run's thread at least every 200 ms while it runs
      * (and not during the drain), e.g. to ping systemd's watchdog or to reopen
      * the log after SIGHUP; NULL for none. Must not block. */
@@ -59,10 +85,11 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt);
 int rpc_server_port(const struct rpc_server *srv);
 
 /*
- * Accepts and serves until *stop becomes non-zero (checked at least every
- * 200 ms), then stops accepting, lets in-flight requests finish for up to
- * drain_ms milliseconds and returns 0. Returns -1 with errno on a fatal
- * accept error.
+ * Starts the loops and workers, accepts and serves until *stop becomes
+ * non-zero (checked at least every 200 ms), then stops accepting, lets
+ * in-flight requests finish for up to drain_ms milliseconds, closes every
+ * connection, joins its threads and returns 0. Returns -1 with errno on a
+ * fatal accept error or when the threads cannot be started (EAGAIN, ENOMEM).
  */
 int rpc_server_run(struct rpc_server *srv, volatile sig_atomic_t *stop, int drain_ms);
 

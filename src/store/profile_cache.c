@@ -141,49 +141,119 @@ int profile_cache_put(struct redis_pool *pool, const char *username,
     return cache_set(pool, username, e, ttl_s, 0);
 }
 
+/* Reads one MGET sess:<jti> prof:<user> reply into *out (see profile_cache_session). Returns
+ * out->status, or STORE_UNAVAILABLE for a reply of the wrong shape. */
+static int session_reply_decode(const redisReply *r, struct profile_cache_session *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        log_error(0, "event=redis_error op=mget error=\"unexpected reply type %d\"", r->type);
+        return STORE_UNAVAILABLE;
+    }
+    const redisReply *sess = r->element[0], *prof = r->element[1];
+    out->status = STORE_NOT_FOUND;
+    if (sess->type == REDIS_REPLY_STRING) {
+        out->owner = strndup(sess->str, (size_t)sess->len);
+        out->status = out->owner != NULL ? STORE_OK : STORE_NOMEM;
+    }
+    if (out->status == STORE_OK && prof->type == REDIS_REPLY_STRING) {
+        int drc = entry_decode(prof->str, (size_t)prof->len, &out->entry);
+        if (drc == STORE_OK)
+            out->have_profile = 1;
+        else if (drc == STORE_NOT_FOUND)
+            log_warn(0, "event=profile_cache outcome=corrupt_entry");
+        else
+            out->status = drc;
+    }
+    if (out->status != STORE_OK) {
+        int status = out->status;
+        profile_cache_session_free(out);
+        out->status = status;
+    }
+    return out->status;
+}
+
+void profile_cache_session_free(struct profile_cache_session *s)
+{
+    free(s->owner);
+    profile_cache_entry_free(&s->entry);
+    memset(s, 0, sizeof(*s));
+}
+
 int profile_cache_get_with_session(struct redis_pool *pool, const char *jti, const char *username,
                                    char **owner, struct profile_cache_entry *out, int *have_profile)
 {
-    char skey[SESSION_KEY_MAX], pkey[PROFILE_KEY_MAX];
-    int skey_len = session_store_key(skey, jti), pkey_len = profile_key(pkey, username);
-    redisReply *r;
+    struct profile_cache_session got;
+    int rc = profile_cache_get_sessions(pool, 1, &jti, &username, &got);
 
     *owner = NULL;
     *have_profile = 0;
     memset(out, 0, sizeof(*out));
-    if (skey_len < 0 || pkey_len < 0) return STORE_NOT_FOUND;
-    const char *argv[] = {"MGET", skey, pkey};
-    const size_t argvlen[] = {4, (size_t)skey_len, (size_t)pkey_len};
-    int rc = redis_pool_command(pool, &r, 3, argv, argvlen);
     if (rc != STORE_OK) return rc;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
-        log_error(0, "event=redis_error op=mget error=\"unexpected reply type %d\"", r->type);
-        freeReplyObject(r);
-        return STORE_UNAVAILABLE;
+    if (got.status == STORE_OK) {
+        *owner = got.owner;
+        *out = got.entry;
+        *have_profile = got.have_profile;
     }
-    const redisReply *sess = r->element[0], *prof = r->element[1];
-    rc = STORE_NOT_FOUND;
-    if (sess->type == REDIS_REPLY_STRING) {
-        rc = STORE_NOMEM;
-        *owner = strndup(sess->str, (size_t)sess->len);
-        if (*owner != NULL) rc = STORE_OK;
+    return got.status;
+}
+
+/* The keys and argument vectors of one pipelined MGET. */
+struct mget_args {
+    char skey[SESSION_KEY_MAX];
+    char pkey[PROFILE_KEY_MAX];
+    const char *argv[3];
+    size_t argvlen[3];
+};
+
+int profile_cache_get_sessions(struct redis_pool *pool, size_t n, const char *const *jtis,
+                               const char *const *usernames, struct profile_cache_session *out)
+{
+    struct mget_args *a = calloc(n, sizeof(*a));
+    const char *const **argv = calloc(n, sizeof(*argv));
+    const size_t **argvlen = calloc(n, sizeof(*argvlen));
+    int *argc = calloc(n, sizeof(*argc));
+    size_t *which = calloc(n, sizeof(*which)); /* out index of the k-th command sent */
+    redisReply **replies = calloc(n, sizeof(*replies));
+    size_t sent = 0;
+    int rc = STORE_NOMEM;
+
+    if (a == NULL || argv == NULL || argvlen == NULL || argc == NULL || which == NULL ||
+        replies == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        int skey_len = session_store_key(a[i].skey, jtis[i]);
+        int pkey_len = profile_key(a[i].pkey, usernames[i]);
+        if (skey_len < 0 || pkey_len < 0) {
+            out[i].status = STORE_NOT_FOUND; /* no such key can exist */
+            continue;
+        }
+        a[i].argv[0] = "MGET", a[i].argvlen[0] = 4;
+        a[i].argv[1] = a[i].skey, a[i].argvlen[1] = (size_t)skey_len;
+        a[i].argv[2] = a[i].pkey, a[i].argvlen[2] = (size_t)pkey_len;
+        argc[sent] = 3;
+        argv[sent] = a[i].argv;
+        argvlen[sent] = a[i].argvlen;
+        which[sent++] = i;
     }
-    if (rc == STORE_OK && prof->type == REDIS_REPLY_STRING) {
-        int drc = entry_decode(prof->str, (size_t)prof->len, out);
-        if (drc == STORE_OK)
-            *have_profile = 1;
-        else if (drc == STORE_NOT_FOUND)
-            log_warn(0, "event=profile_cache outcome=corrupt_entry");
-        else
-            rc = drc;
+    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies);
+    if (rc != STORE_OK) goto done;
+    for (size_t k = 0; k < sent; k++) {
+        if (rc == STORE_OK && session_reply_decode(replies[k], &out[which[k]]) == STORE_UNAVAILABLE)
+            rc = STORE_UNAVAILABLE;
+        freeReplyObject(replies[k]);
     }
-    if (rc != STORE_OK) {
-        free(*owner);
-        *owner = NULL;
-        profile_cache_entry_free(out);
-        *have_profile = 0;
-    }
-    freeReplyObject(r);
+    if (rc != STORE_OK)
+        for (size_t i = 0; i < n; i++)
+            profile_cache_session_free(&out[i]);
+done:
+    free(a);
+    free(argv);
+    free(argvlen);
+    free(argc);
+    free(which);
+    free(replies);
     return rc;
 }
 

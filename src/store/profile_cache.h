@@ -69,6 +69,28 @@ int profile_cache_get_with_session(struct redis_pool *pool, const char *jti, con
                                    char **owner, struct profile_cache_entry *out,
                                    int *have_profile);
 
+/* What profile_cache_get_sessions found for one (jti, username) pair. */
+struct profile_cache_session {
+    int status;                       /* STORE_OK: the session exists, owner set; STORE_NOT_FOUND:
+                                         no such session; STORE_NOMEM */
+    char *owner;                      /* username the session belongs to; heap */
+    struct profile_cache_entry entry; /* the cached profile when have_profile */
+    int have_profile;                 /* 1 when prof:<username> was cached and well-formed */
+};
+
+/* Frees what s holds and zeroes it. */
+void profile_cache_session_free(struct profile_cache_session *s);
+
+/*
+ * profile_cache_get_with_session for n pairs at once: n MGETs pipelined in
+ * one round trip (redis_pool_pipeline), for the core's batched fast path.
+ * On STORE_OK out[i] describes pair i (free each with
+ * profile_cache_session_free). Returns STORE_UNAVAILABLE or STORE_NOMEM with
+ * nothing in out to free.
+ */
+int profile_cache_get_sessions(struct redis_pool *pool, size_t n, const char *const *jtis,
+                               const char *const *usernames, struct profile_cache_session *out);
+
 /* Deletes the entry of username (DEL; a missing entry is fine).
  * Returns STORE_OK or STORE_UNAVAILABLE. */
 int profile_cache_invalidate(struct redis_pool *pool, const char *username);

@@ -138,6 +138,66 @@ int redis_pool_command(struct redis_pool *pool, redisReply **reply, int argc, co
     }
 }
 
+/* One attempt at a pipeline; sets *lost as command_once does. */
+static int pipeline_once(struct conn_pool_entry *e, size_t n, const int *argc,
+                         const char *const *const *argv, const size_t *const *argvlen,
+                         redisReply **replies, int *lost)
+{
+    redisContext *ctx = e->conn;
+    char msg[256];
+
+    *lost = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (redisAppendCommandArgv(ctx, argc[i], (const char **)argv[i], argvlen[i]) != REDIS_OK) {
+            e->broken = 1; /* part of the batch may sit in the output buffer */
+            log_error(0, "event=redis_error op=pipeline error=\"out of memory\"");
+            return STORE_NOMEM;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        void *r = NULL;
+        if (redisGetReply(ctx, &r) != REDIS_OK || r == NULL) {
+            int saved_errno = errno;
+            e->broken = 1;
+            *lost =
+                i == 0 &&
+                (ctx->err == REDIS_ERR_EOF ||
+                 (ctx->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE)));
+            log_warn(0, "event=redis_error op=pipeline error=%s outcome=unavailable",
+                     log_quote(msg, sizeof(msg), ctx->errstr, strlen(ctx->errstr)));
+            while (i > 0)
+                freeReplyObject(replies[--i]);
+            return STORE_UNAVAILABLE;
+        }
+        replies[i] = r;
+    }
+    return STORE_OK;
+}
+
+int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
+                        const char *const *const *argv, const size_t *const *argvlen,
+                        redisReply **replies)
+{
+    struct conn_pool_entry *e;
+    int rc, lost;
+
+    for (size_t i = 0; i < n; i++)
+        replies[i] = NULL;
+    if (n == 0) return STORE_OK;
+    for (int attempt = 0;; attempt++) {
+        if (conn_pool_acquire(pool->pool, pool->cfg.timeout_ms, &e) != 0) {
+            if (errno == ETIMEDOUT)
+                log_warn(0, "event=redis_pool outcome=exhausted wait_ms=%d", pool->cfg.timeout_ms);
+            return STORE_UNAVAILABLE;
+        }
+        rc = pipeline_once(e, n, argc, argv, argvlen, replies, &lost);
+        int retry = attempt == 0 && rc != STORE_OK && lost && e->uses > 1;
+        if (retry) conn_pool_invalidate(pool->pool, e);
+        conn_pool_release(pool->pool, e);
+        if (!retry) return rc;
+    }
+}
+
 int redis_pool_ping(struct redis_pool *pool)
 {
     const char *argv[] = {"PING"};

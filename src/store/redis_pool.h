@@ -41,6 +41,21 @@ void redis_pool_destroy(struct redis_pool *pool);
 int redis_pool_command(struct redis_pool *pool, redisReply **reply, int argc, const char **argv,
                        const size_t *argvlen);
 
+/*
+ * Redis pipelining: sends n commands in one write and reads their n replies,
+ * one round trip for all. Command i has argc[i] arguments argv[i] of
+ * argvlen[i] bytes. On STORE_OK every replies[i] is set (the caller frees
+ * each with freeReplyObject; a reply may be REDIS_REPLY_ERROR, which the
+ * caller judges per command). Returns STORE_UNAVAILABLE (no connection in
+ * [redis] timeout_ms, I/O error, timeout) or STORE_NOMEM with no reply set,
+ * after discarding the connection. The commands must be safe to send twice:
+ * a pooled connection found closed (Redis restarted) is replaced and the
+ * batch sent once more.
+ */
+int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
+                        const char *const *const *argv, const size_t *const *argvlen,
+                        redisReply **replies);
+
 /* Sends PING. Returns STORE_OK or STORE_UNAVAILABLE. */
 int redis_pool_ping(struct redis_pool *pool);
 

@@ -114,6 +114,7 @@ static void read_reports_clean_eof_as_closed(void **state)
     close(sv[0]);
     struct rpc_buf buf = {0};
     assert_int_equal(rpc_frame_read(sv[1], &buf, 100, 1000), RPC_ERR_CLOSED);
+    rpc_buf_free(&buf);
     close(sv[1]);
 }
 
