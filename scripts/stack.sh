@@ -129,6 +129,12 @@ load_config() {
     MANAGE_MYSQL=$(cfg stack manage_mysql 1)
     MANAGE_REDIS=$(cfg stack manage_redis 1)
     USERS=$(cfg stack users 10000000)
+    # CPU scheduling policy of the servers, MariaDB and Redis (docs/performance.md).
+    case $(cfg stack cpu_scheduling batch) in
+    batch) SCHED=(chrt --batch 0) ;;
+    other) SCHED=() ;;
+    *) die "[stack] cpu_scheduling must be batch or other" ;;
+    esac
     WEB_HOST=$(cfg web host 127.0.0.1)
     WEB_PORT=$(cfg web port 8080)
     CORE_HOST=$(cfg core host 127.0.0.1)
@@ -327,7 +333,7 @@ mysql_start() {
                 { tail_log "$LOG_DIR/mysql-install.log"; die "mariadb-install-db failed (log: $LOG_DIR/mysql-install.log)"; }
         fi
         say "MariaDB: starting on 127.0.0.1:$MYSQL_PORT (log $LOG_DIR/mysql.log)"
-        spawn "$MYSQL_PIDFILE" "$LOG_DIR/mysql.out" mariadbd --defaults-file="$MYSQL_CNF"
+        spawn "$MYSQL_PIDFILE" "$LOG_DIR/mysql.out" "${SCHED[@]}" mariadbd --defaults-file="$MYSQL_CNF"
         wait_for 120 MariaDB "$MYSQL_PIDFILE" "$MYSQL_CNF" mysql_ping ||
             { tail_log "$LOG_DIR/mysql.log"; die "MariaDB did not start"; }
     fi
@@ -375,7 +381,7 @@ redis_start() {
     rm -f "$REDIS_PIDFILE"
     say "Redis: starting on 127.0.0.1:$REDIS_PORT (log $LOG_DIR/redis.log)"
     # Sessions and cache only: nothing to persist.
-    redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
+    "${SCHED[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save '' --appendonly no \
         --daemonize yes --pidfile "$REDIS_PIDFILE" --logfile "$LOG_DIR/redis.log" --dir "$VAR/redis" ||
         die "redis-server failed to start"
     wait_for 20 Redis "" "" redis_ping || { tail_log "$LOG_DIR/redis.log"; die "Redis did not start"; }
@@ -399,7 +405,7 @@ server_start() {
     fi
     port_open "$host" "$port" && die "port $port is taken by another process"
     say "$name: starting on $host:$port (log $LOG_DIR/$name.log)"
-    spawn "$pidfile" "$LOG_DIR/$name.log" "$bin" -c "$CONFIG"
+    spawn "$pidfile" "$LOG_DIR/$name.log" "${SCHED[@]}" "$bin" -c "$CONFIG"
     wait_for 30 "$name" "$pidfile" "profile-$name" port_open "$host" "$port" ||
         { tail_log "$LOG_DIR/$name.log"; die "$name did not start"; }
 }
