@@ -830,11 +830,89 @@ static void batch_get_profiles(struct service *svc, struct rpc_call *const *call
     }
 }
 
+/*
+ * Logins of returning users whose password the credential cache vouches for
+ * (core/credcache.h) need no argon2id and no MySQL: the batch's stored
+ * hashes come in one pipelined GET, its sessions go out in one pipelined SET.
+ * Anything else (bad input, uncached profile, unknown credential, a hash to
+ * upgrade, any failure) is left for handle_login on a worker, which starts
+ * afresh: the fast path only ever answers what handle_login would have.
+ */
+static void batch_logins(struct service *svc, struct rpc_call *const *calls, size_t n)
+{
+    const char *users[SERVICE_BATCH_MAX], *jtis[SERVICE_BATCH_MAX], *subs[SERVICE_BATCH_MAX];
+    struct profile_cache_entry cached[SERVICE_BATCH_MAX];
+    struct token_claims claims[SERVICE_BATCH_MAX];
+    char *tokens[SERVICE_BATCH_MAX] = {0};
+    int found[SERVICE_BATCH_MAX], stored[SERVICE_BATCH_MAX];
+    size_t idx[SERVICE_BATCH_MAX], hit[SERVICE_BATCH_MAX], m = 0, k = 0;
+    int64_t now = (int64_t)time(NULL);
+    struct call c;
+
+    for (size_t i = 0; i < n; i++) {
+        const Rpc__Request *req = calls[i]->req;
+        if (req->method != RPC__METHOD__METHOD_LOGIN) continue;
+        const char *username = str_or_empty(req->username);
+        if (!validate_username(username, strlen(username)) ||
+            strlen(str_or_empty(req->password)) > SERVICE_PASSWORD_MAX_BYTES)
+            continue; /* refused by handle_login, with its audit line */
+        users[m] = username;
+        idx[m++] = i;
+    }
+    if (m == 0 || profile_cache_get_many(svc->redis, m, users, cached, found) != STORE_OK) return;
+
+    for (size_t j = 0; j < m; j++) {
+        const char *password = str_or_empty(calls[idx[j]]->req->password);
+        const char *phc = cached[j].password_hash;
+        if (found[j] == STORE_OK && phc != NULL && password_needs_rehash(svc->hasher, phc) == 0 &&
+            credcache_check(svc->creds, users[j], phc, password, strlen(password), now) &&
+            token_issue(svc->cfg.jwt_secret, svc->cfg.jwt_secret_len, users[j], now,
+                        svc->cfg.core.token_ttl_s, &tokens[j], &claims[j]) == TOKEN_OK) {
+            jtis[k] = claims[j].jti;
+            subs[k] = users[j];
+            hit[k++] = j;
+        }
+    }
+    int rc =
+        k > 0 ? session_store_put_many(svc->redis, k, jtis, subs, svc->cfg.core.token_ttl_s, stored)
+              : STORE_ERROR;
+    for (size_t t = 0; rc == STORE_OK && t < k; t++) {
+        size_t j = hit[t];
+        struct rpc_call *call = calls[idx[j]];
+        if (stored[t] != STORE_OK) continue;
+        call_begin(&c, svc, call->req, call->resp);
+        call_set_user(&c, users[j]);
+        if (rpc_str_set(&call->resp->token, tokens[j]) != 0 ||
+            set_profile(&c, users[j], cached[j].nickname, cached[j].picture) != 0) {
+            /* Out of memory: the worker starts afresh; this session was never handed out. */
+            uint64_t id = call->resp->id;
+            rpc_response_reset(call->resp);
+            call->resp->id = id;
+            (void)session_store_delete(svc->redis, claims[j].jti);
+        } else {
+            call->resp->token_ttl_s = (uint32_t)svc->cfg.core.token_ttl_s;
+            call->resp->status = RPC__STATUS__STATUS_OK;
+            call->done = 1;
+            atomic_fetch_add(&svc->counters.requests, 1);
+            atomic_fetch_add(&svc->counters.cache_hits, 1);
+            atomic_fetch_add(&svc->counters.logins_succeeded, 1);
+            log_info(c.rid, "event=login outcome=success user=%s ip=%s", c.user, c.ip);
+        }
+        (void)log_set_tag(NULL);
+    }
+    for (size_t j = 0; j < m; j++) {
+        free(tokens[j]);
+        profile_cache_entry_free(&cached[j]);
+    }
+}
+
 void service_handle_batch(void *ctx, struct rpc_call *const *calls, size_t n)
 {
-    for (size_t off = 0; off < n; off += SERVICE_BATCH_MAX)
-        batch_get_profiles(ctx, calls + off,
-                           n - off < SERVICE_BATCH_MAX ? n - off : SERVICE_BATCH_MAX);
+    for (size_t off = 0; off < n; off += SERVICE_BATCH_MAX) {
+        size_t len = n - off < SERVICE_BATCH_MAX ? n - off : SERVICE_BATCH_MAX;
+        batch_get_profiles(ctx, calls + off, len);
+        batch_logins(ctx, calls + off, len);
+    }
 }
 
 void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp)

@@ -106,6 +106,62 @@ int profile_cache_get(struct redis_pool *pool, const char *username,
     return rc;
 }
 
+/* The key and argument vector of one pipelined GET. */
+struct get_args {
+    char key[PROFILE_KEY_MAX];
+    const char *argv[2];
+    size_t argvlen[2];
+};
+
+int profile_cache_get_many(struct redis_pool *pool, size_t n, const char *const *usernames,
+                           struct profile_cache_entry *out, int *status)
+{
+    struct get_args *a = calloc(n, sizeof(*a));
+    const char *const **argv = calloc(n, sizeof(*argv));
+    const size_t **argvlen = calloc(n, sizeof(*argvlen));
+    int *argc = calloc(n, sizeof(*argc));
+    size_t *which = calloc(n, sizeof(*which)); /* out index of the k-th command sent */
+    redisReply **replies = calloc(n, sizeof(*replies));
+    size_t sent = 0;
+    int rc = STORE_NOMEM;
+
+    if (a == NULL || argv == NULL || argvlen == NULL || argc == NULL || which == NULL ||
+        replies == NULL)
+        goto done;
+    for (size_t i = 0; i < n; i++) {
+        memset(&out[i], 0, sizeof(out[i]));
+        status[i] = STORE_NOT_FOUND;
+        int key_len = profile_key(a[i].key, usernames[i]);
+        if (key_len < 0) continue; /* no such entry can exist */
+        a[i].argv[0] = "GET", a[i].argvlen[0] = 3;
+        a[i].argv[1] = a[i].key, a[i].argvlen[1] = (size_t)key_len;
+        argc[sent] = 2;
+        argv[sent] = a[i].argv;
+        argvlen[sent] = a[i].argvlen;
+        which[sent++] = i;
+    }
+    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies);
+    if (rc != STORE_OK) goto done;
+    for (size_t k = 0; k < sent; k++) {
+        const redisReply *r = replies[k];
+        size_t i = which[k];
+        if (r->type == REDIS_REPLY_STRING) {
+            status[i] = entry_decode(r->str, (size_t)r->len, &out[i]);
+            if (status[i] == STORE_NOT_FOUND)
+                log_warn(0, "event=profile_cache outcome=corrupt_entry");
+        }
+        freeReplyObject(replies[k]);
+    }
+done:
+    free(a);
+    free(argv);
+    free(argvlen);
+    free(argc);
+    free(which);
+    free(replies);
+    return rc;
+}
+
 static int cache_set(struct redis_pool *pool, const char *username,
                      const struct profile_cache_entry *e, int ttl_s, int only_if_absent)
 {

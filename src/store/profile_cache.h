@@ -40,6 +40,16 @@ int profile_cache_get(struct redis_pool *pool, const char *username,
                       struct profile_cache_entry *out);
 
 /*
+ * profile_cache_get for n users in one pipelined round trip (the core's
+ * batched logins). On STORE_OK status[i] is STORE_OK with out[i] filled
+ * (free with profile_cache_entry_free), STORE_NOT_FOUND (no entry, a corrupt
+ * one, or an impossible username) or STORE_NOMEM. Returns STORE_UNAVAILABLE
+ * or STORE_NOMEM when the batch failed as a whole (nothing in out to free).
+ */
+int profile_cache_get_many(struct redis_pool *pool, size_t n, const char *const *usernames,
+                           struct profile_cache_entry *out, int *status);
+
+/*
  * Reader's fill after a miss: stores e for ttl_s seconds only if no entry
  * exists (SET NX EX). Returns STORE_OK (stored or already present),
  * STORE_UNAVAILABLE or STORE_ERROR (bad key or TTL, invalid UTF-8, out of

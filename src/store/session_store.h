@@ -29,7 +29,22 @@
  */
 int session_store_key(char key[SESSION_KEY_MAX], const char *jti);
 
+/*
+ * Stores session jti for username: SET sess:<jti> <username> EX ttl_s
+ * (seconds). Returns STORE_OK, STORE_UNAVAILABLE, or STORE_ERROR (jti too
+ * long, ttl_s <= 0, unexpected reply).
+ */
 int session_store_put(struct redis_pool *pool, const char *jti, const char *username, int ttl_s);
+
+/*
+ * session_store_put for n sessions in one pipelined round trip (the core's
+ * batched logins). On STORE_OK status[i] is STORE_OK or STORE_ERROR for
+ * session i. Returns STORE_UNAVAILABLE or STORE_NOMEM when the batch failed
+ * as a whole (some sessions may have been stored: they expire unused), or
+ * STORE_ERROR with nothing sent when a jti is too long or ttl_s <= 0.
+ */
+int session_store_put_many(struct redis_pool *pool, size_t n, const char *const *jtis,
+                           const char *const *usernames, int ttl_s, int *status);
 
 /*
  * Looks session jti up. On STORE_OK *username is a heap copy of the stored
