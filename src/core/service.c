@@ -259,9 +259,11 @@ static int check_session(struct call *c, const struct token_claims *claims,
 
 /* ------------------------------------------------------------------ LOGIN */
 
-/* After a successful login with an outdated hash: store one at today's cost.
- * Failures only cost a later retry, so they are logged, not returned. */
-static void rehash_if_needed(struct call *c, const struct user_record *u, const char *password,
+/* After a successful login with an outdated hash: store one at today's cost,
+ * and make u carry it, so the profile cache filled from u after this never
+ * holds the replaced hash. Failures only cost a later retry, so they are
+ * logged, not returned. */
+static void rehash_if_needed(struct call *c, struct user_record *u, const char *password,
                              size_t len)
 {
     struct service *svc = c->svc;
@@ -274,16 +276,28 @@ static void rehash_if_needed(struct call *c, const struct user_record *u, const 
         return;
     }
     int rc = user_store_set_password_hash(svc->db, u->username, u->password_hash, phc);
+    char *fresh = rc == STORE_OK ? strdup(phc) : NULL;
     sodium_memzero(phc, sizeof(phc));
     /* The cached profile carries the old hash: drop it (and its credential). */
     credcache_forget(svc->creds, u->username);
     if (profile_cache_invalidate(svc->redis, u->username) != STORE_OK)
         log_warn(c->rid, "event=profile_cache_invalidate outcome=failure user=%s", c->user);
-    if (rc == STORE_OK)
+    if (rc == STORE_OK) {
+        /* On out of memory fresh is NULL: the entry is then cached without a
+         * hash, and logins ask MySQL until it expires. */
+        free(u->password_hash);
+        u->password_hash = fresh;
+        if (fresh != NULL)
+            credcache_remember(svc->creds, u->username, fresh, password, len, (int64_t)time(NULL));
         log_info(c->rid, "event=password_rehash outcome=success user=%s", c->user);
-    else
+    } else {
+        /* The row may hold a newer hash than u (a concurrent rehash): never
+         * cache u's. */
+        free(u->password_hash);
+        u->password_hash = NULL;
         log_warn(c->rid, "event=password_rehash outcome=failure reason=%s user=%s",
                  store_status_str(rc), c->user);
+    }
 }
 
 static void handle_login(struct call *c)

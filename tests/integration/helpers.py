@@ -16,6 +16,8 @@ tests assert statuses, Location and Set-Cookie themselves.
 
 import base64
 import configparser
+import ctypes
+import ctypes.util
 import http.client
 import json
 import os
@@ -453,6 +455,50 @@ def stack(command, timeout=180):
         raise AssertionError("%s %s failed (exit %d):\n%s" % (STACK_SCRIPT, command, proc.returncode,
                                                              proc.stdout.decode("utf-8", "replace")))
     return proc.stdout.decode("utf-8", "replace")
+
+
+def _var_path(*parts):
+    var = config_value("stack", "var_dir", "var")
+    return os.path.join(var if os.path.isabs(var) else os.path.join(REPO_ROOT, var), *parts)
+
+
+def sql(statement):
+    """Runs one statement in the stack's private MariaDB as root (socket
+    authentication, [stack] manage_mysql = 1) and returns its rows as lists
+    of strings. For tests that must put the database in a state no API can
+    (an old password hash)."""
+    proc = subprocess.run(["mariadb", "-S", _var_path("run", "mysqld.sock"), "-u", "root", "-N",
+                           "-B", config_value("mysql", "database", "profile"), "-e", statement],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    out = proc.stdout.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        raise AssertionError("mariadb failed (exit %d): %s" % (proc.returncode, out))
+    return [line.split("\t") for line in out.splitlines()]
+
+
+def redis(*args):
+    """Runs one Redis command against [redis] and returns redis-cli's raw output."""
+    proc = subprocess.run(["redis-cli", "--raw", "-h", config_value("redis", "host", "127.0.0.1"),
+                           "-p", config_value("redis", "port", "16379")] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    if proc.returncode != 0:
+        raise AssertionError("redis-cli failed: %s" % proc.stdout.decode("utf-8", "replace"))
+    return proc.stdout.decode("utf-8", "replace").rstrip("\n")
+
+
+def argon2id_phc(password, opslimit, memlimit):
+    """A PHC string of password from libsodium's crypto_pwhash_str with the
+    given cost, as an older configuration would have stored it."""
+    sodium = ctypes.CDLL(ctypes.util.find_library("sodium") or "libsodium.so.23")
+    if sodium.sodium_init() < 0:
+        raise AssertionError("sodium_init failed")
+    out = ctypes.create_string_buffer(128)
+    pw = password.encode("utf-8")
+    sodium.crypto_pwhash_str.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulonglong,
+                                         ctypes.c_ulonglong, ctypes.c_size_t]
+    if sodium.crypto_pwhash_str(out, pw, len(pw), opslimit, memlimit) != 0:
+        raise AssertionError("crypto_pwhash_str failed")
+    return out.value.decode("ascii")
 
 
 def wait_for(predicate, timeout_s, interval_s=0.1):

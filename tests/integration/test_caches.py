@@ -8,6 +8,7 @@ of nickname and picture end in a profile that the next write fully replaces.
 """
 
 import concurrent.futures
+import json
 import unittest
 
 import helpers
@@ -36,6 +37,27 @@ class CredentialCacheTest(helpers.StackTestCase):
             self.assertIsNone(token)
         resp, _ = login("user801")
         self.assertEqual(resp.status, 200, resp)
+
+    def test_outdated_hash_is_upgraded_and_the_cache_never_keeps_the_old_one(self):
+        # A hash made with another cost (opslimit 3, not the configured 2) is
+        # replaced at the next successful login; the profile cache, which
+        # carries the hash for later logins, must then hold the new one, or
+        # every later login pays argon2id against the old hash for a whole
+        # cache lifetime (the bug this test was written for).
+        user = "user807"
+        old = helpers.argon2id_phc(PASSWORD, 3, 19 * 1024 * 1024)
+        helpers.sql("UPDATE users SET password_hash = '%s' WHERE username = '%s'" % (old, user))
+        helpers.redis("DEL", "prof:" + user)
+        self.assertEqual(login(user)[0].status, 200)
+        stored = helpers.sql("SELECT password_hash FROM users WHERE username = '%s'" % user)[0][0]
+        self.assertNotEqual(stored, old)
+        self.assertIn(",t=%s," % helpers.config_value("password", "opslimit", "2"), stored)
+        cached = helpers.wait_for(lambda: helpers.redis("GET", "prof:" + user), 5)
+        self.assertEqual(json.loads(cached).get("phc"), stored)
+        self.assertEqual(login(user)[0].status, 200)
+        self.assertEqual(login(user, "not-" + PASSWORD)[0].status, 401)
+        self.assertEqual(helpers.sql(
+            "SELECT password_hash FROM users WHERE username = '%s'" % user)[0][0], stored)
 
     def test_cached_login_of_one_user_never_admits_another(self):
         self.assertEqual(login("user802")[0].status, 200)
