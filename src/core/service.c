@@ -96,6 +96,8 @@ static const char *status_name(Rpc__Status st)
         return "unavailable";
     case RPC__STATUS__STATUS_INTERNAL:
         return "internal";
+    case RPC__STATUS__STATUS_WOULD_BLOCK:
+        return "would_block";
     default:
         return "unknown";
     }
@@ -873,7 +875,8 @@ static void batch_logins(struct service *svc, struct rpc_call *const *calls, siz
         users[m] = username;
         idx[m++] = i;
     }
-    if (m == 0 || profile_cache_get_many(svc->redis, m, users, cached, found) != STORE_OK) return;
+    if (m > 0 && profile_cache_get_many(svc->redis, m, users, cached, found) != STORE_OK)
+        m = 0; /* Redis trouble: the workers retry and report it */
 
     for (size_t j = 0; j < m; j++) {
         const char *password = str_or_empty(calls[idx[j]]->req->password);
@@ -917,6 +920,15 @@ static void batch_logins(struct service *svc, struct rpc_call *const *calls, siz
     for (size_t j = 0; j < m; j++) {
         free(tokens[j]);
         profile_cache_entry_free(&cached[j]);
+    }
+    /* The web would rather ask again on its slow lane than wait here. */
+    for (size_t i = 0; i < n; i++) {
+        struct rpc_call *call = calls[i];
+        if (call->done || call->req->method != RPC__METHOD__METHOD_LOGIN || !call->req->fast_only)
+            continue;
+        call->resp->status = RPC__STATUS__STATUS_WOULD_BLOCK;
+        call->done = 1;
+        log_debug(call->req->id, "event=login outcome=would_block");
     }
 }
 

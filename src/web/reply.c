@@ -52,6 +52,11 @@ enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Resp
         MHD_destroy_response(r);
         return MHD_NO;
     }
+    if (req->retry_slow) {
+        /* The handler's answer to STATUS_WOULD_BLOCK: the slow lane answers instead. */
+        MHD_destroy_response(r);
+        return MHD_YES;
+    }
     if (req->deferred) {
         /* On a worker thread: the libmicrohttpd thread queues it after resuming. */
         if (req->deferred_response != NULL) MHD_destroy_response(req->deferred_response);

@@ -259,12 +259,21 @@ int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp)
     rr->id = req->rpc_calls++ == 0 ? req->rid : rpc_next_request_id();
     rr->client_ip = req->client_ip;
     rr->request_tag = req->request_tag;
+    rr->fast_only = req->fast_first && !req->deferred;
     *resp = NULL;
     int rc = rpc_call(req->pool, rr, resp);
     if (rc != RPC_OK) {
         log_warn(req->rid, "rpc method=%s rpc_id=%llu outcome=unavailable error=\"%s\"",
                  rpc_method_str(rr->method), (unsigned long long)rr->id, rpc_status_str(rc));
         *resp = NULL;
+        return -1;
+    }
+    if ((*resp)->status == RPC__STATUS__STATUS_WOULD_BLOCK) {
+        /* The login needs argon2id: the handler's failure reply is dropped
+         * (reply_queue) and finish() runs it again on a slow-lane worker. */
+        rpc_call_free(*resp);
+        *resp = NULL;
+        req->retry_slow = 1;
         return -1;
     }
     return 0;

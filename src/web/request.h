@@ -91,8 +91,11 @@ struct web_request {
     const char *allow;     /* static Allow header value (405 answers), or NULL */
 
     /* slow lane: the handler runs on a worker while the connection is suspended */
-    int slow;                               /* 1: the route runs on app->workers */
-    int deferred;                           /* 1: reply_queue() stores instead of queueing */
+    int slow;       /* 1: the route runs on app->workers */
+    int fast_first; /* 1: a login tried inline first: its RPC carries fast_only */
+    int retry_slow; /* 1: the core answered STATUS_WOULD_BLOCK: nothing is queued, and
+                       finish() runs the handler again on the slow lane */
+    int deferred;   /* 1: reply_queue() stores instead of queueing */
     struct MHD_Response *deferred_response; /* response built by the worker, or NULL */
     int deferred_status;                    /* its HTTP status */
     enum MHD_Result deferred_result;        /* what the handler returned */

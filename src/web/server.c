@@ -56,8 +56,9 @@ enum body_spec {
 
 /* Which threads run a handler (see web/workers.h). */
 enum lane {
-    LANE_FAST, /* inline on the libmicrohttpd thread: one short RPC */
-    LANE_SLOW, /* on a worker, connection suspended: argon2id or libvips in the core */
+    LANE_FAST,  /* inline on the libmicrohttpd thread: one short RPC */
+    LANE_SLOW,  /* on a worker, connection suspended: argon2id or libvips in the core */
+    LANE_LOGIN, /* inline with fast_only (a returning user: no argon2id), else as LANE_SLOW */
 };
 
 struct route_method {
@@ -77,7 +78,7 @@ struct route {
 
 static const struct route routes[] = {
     {"/", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_index, LANE_FAST}}},
-    {"/login", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_login, LANE_SLOW}}},
+    {"/login", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_login, LANE_LOGIN}}},
     {"/profile", 0, "GET, HEAD", {{"GET", BODY_NONE, pages_profile, LANE_FAST}}},
     {"/edit",
      0,
@@ -85,7 +86,7 @@ static const struct route routes[] = {
      {{"GET", BODY_NONE, pages_edit_form, LANE_FAST},
       {"POST", BODY_FORM_UPLOAD, pages_edit_submit, LANE_SLOW}}},
     {"/logout", 0, "POST", {{"POST", BODY_FORM_SMALL, pages_logout, LANE_FAST}}},
-    {"/api/v1/login", 1, "POST", {{"POST", BODY_JSON, api_login, LANE_SLOW}}},
+    {"/api/v1/login", 1, "POST", {{"POST", BODY_JSON, api_login, LANE_LOGIN}}},
     {"/api/v1/profile",
      1,
      "GET, HEAD, PATCH",
@@ -392,6 +393,7 @@ static enum body_spec route_request(struct web_request *req)
                 req->slow = 1;
                 req->pool = req->app->slow_pool;
             }
+            req->fast_first = r->m[i].lane == LANE_LOGIN;
             return r->m[i].body;
         }
     }
@@ -436,7 +438,20 @@ static enum MHD_Result finish(struct web_request *req)
         int st = form_finish(req->form);
         if (st != FORM_OK) form_failed(req, st);
     }
-    if (!req->slow || req->body_error) return req->handler(req);
+    if (!req->slow || req->body_error) {
+        enum MHD_Result q = req->handler(req);
+        if (!req->retry_slow) return q;
+        /* A login the core could not answer without argon2id: from the top,
+         * on the slow lane (the handler had no effect: its reply was dropped). */
+        req->retry_slow = 0;
+        req->rpc_calls = 0; /* the answering RPC carries the request's id, as the logs expect */
+        req->slow = 1;
+        req->pool = req->app->slow_pool;
+        free(req->set_cookie);
+        free(req->set_csrf_cookie);
+        req->set_cookie = req->set_csrf_cookie = NULL;
+        req->allow = NULL;
+    }
     /* Suspend before queueing: the worker may resume it at once. */
     MHD_suspend_connection(req->conn);
     req->deferred = 1;
