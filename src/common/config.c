@@ -106,7 +106,7 @@ static void config_defaults(struct config *cfg)
     cfg->web.threads = 16;
     snprintf(cfg->web.templates_dir, sizeof(cfg->web.templates_dir), "web/templates");
     snprintf(cfg->web.static_dir, sizeof(cfg->web.static_dir), "web/static");
-    cfg->web.connection_timeout_s = 30;
+    cfg->web.connection_timeout_s = 75; /* 30 cut busy connections at 2,000 (performance.md) */
     snprintf(cfg->web.env_file, sizeof(cfg->web.env_file), ".env.web");
 
     snprintf(cfg->rpc.core_host, sizeof(cfg->rpc.core_host), "127.0.0.1");
@@ -148,7 +148,7 @@ static void config_defaults(struct config *cfg)
 
     snprintf(cfg->redis.host, sizeof(cfg->redis.host), "127.0.0.1");
     cfg->redis.port = 16379;
-    cfg->redis.pool_size = 32;
+    cfg->redis.pool_size = 80; /* > workers + io_threads: the event loop never waits */
     cfg->redis.timeout_ms = 1000;
 
     cfg->log.level = LOG_INFO;

@@ -28,7 +28,7 @@ struct config_web {
         trusted_proxies[CONFIG_STR_MAX]; /* comma-separated IPs whose X-Forwarded-For is believed */
     char templates_dir[CONFIG_STR_MAX];  /* HTML templates; default web/templates */
     char static_dir[CONFIG_STR_MAX];     /* CSS, images; default web/static */
-    int connection_timeout_s;            /* idle HTTP connection timeout, seconds; default 30 */
+    int connection_timeout_s;            /* idle HTTP connection timeout, seconds; default 75 */
     char env_file[CONFIG_STR_MAX];       /* the web server's secrets file (CSRF_SECRET only);
                                             default .env.web */
 };
@@ -91,8 +91,8 @@ struct config_mysql {
 struct config_redis {
     char host[CONFIG_STR_MAX]; /* default 127.0.0.1 */
     int port;                  /* default 16379 (the private instance) */
-    int pool_size;             /* max connections the core opens; default 32 */
-    int timeout_ms;            /* connect and command timeout, milliseconds; default 1000 */
+    int pool_size;  /* max connections the core opens; default 80 (> workers + io_threads) */
+    int timeout_ms; /* connect and command timeout, milliseconds; default 1000 */
 };
 
 struct config_log {

@@ -813,8 +813,10 @@ static void batch_get_profiles(struct service *svc, struct rpc_call *const *call
         }
         (void)log_set_tag(NULL);
     }
-    /* On a Redis failure the workers retry each call and report it. */
-    if (m == 0 || profile_cache_get_sessions(svc->redis, m, jtis, subs, found) != STORE_OK) return;
+    /* On a Redis failure, or when every pooled connection is busy (the loop
+     * never waits for one), the workers do these calls, and report failures. */
+    if (m == 0 || profile_cache_get_sessions(svc->redis, m, jtis, subs, found, 0) != STORE_OK)
+        return;
 
     for (size_t k = 0; k < m; k++) {
         struct rpc_call *rc = calls[idx[k]];
@@ -875,8 +877,8 @@ static void batch_logins(struct service *svc, struct rpc_call *const *calls, siz
         users[m] = username;
         idx[m++] = i;
     }
-    if (m > 0 && profile_cache_get_many(svc->redis, m, users, cached, found) != STORE_OK)
-        m = 0; /* Redis trouble: the workers retry and report it */
+    if (m > 0 && profile_cache_get_many(svc->redis, m, users, cached, found, 0) != STORE_OK)
+        m = 0; /* Redis trouble or no free connection: the workers do these */
 
     for (size_t j = 0; j < m; j++) {
         const char *password = str_or_empty(calls[idx[j]]->req->password);
@@ -890,9 +892,9 @@ static void batch_logins(struct service *svc, struct rpc_call *const *calls, siz
             hit[k++] = j;
         }
     }
-    int rc =
-        k > 0 ? session_store_put_many(svc->redis, k, jtis, subs, svc->cfg.core.token_ttl_s, stored)
-              : STORE_ERROR;
+    int rc = k > 0 ? session_store_put_many(svc->redis, k, jtis, subs, svc->cfg.core.token_ttl_s,
+                                            stored, 0)
+                   : STORE_ERROR;
     for (size_t t = 0; rc == STORE_OK && t < k; t++) {
         size_t j = hit[t];
         struct rpc_call *call = calls[idx[j]];

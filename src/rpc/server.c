@@ -234,8 +234,9 @@ static void conn_close(struct rpc_conn *c)
 /* Sets the epoll interest: input always, output while an answer waits. */
 static int conn_watch(struct rpc_conn *c, int op, int want_out)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP | (want_out ? EPOLLOUT : 0),
-                             .data.ptr = c};
+    /* After the peer's end of stream, input would report itself forever. */
+    uint32_t in = c->peer_eof ? 0 : EPOLLIN | EPOLLRDHUP;
+    struct epoll_event ev = {.events = in | (want_out ? EPOLLOUT : 0), .data.ptr = c};
     return epoll_ctl(c->loop->epfd, op, c->fd, &ev);
 }
 
@@ -275,17 +276,21 @@ static int conn_read(struct rpc_conn *c)
             continue;
         }
         if (r == 0) {
+            if (c->peer_eof) return 0; /* known already */
             uint32_t n = 0;
-            if (!c->peer_eof && c->in.len >= RPC_FRAME_HEADER_BYTES &&
-                rpc_frame_parse(c->in.data, c->in.len, max, &n) == RPC_OK &&
-                c->in.len == RPC_FRAME_HEADER_BYTES + (size_t)n) {
-                /* A whole request, then the peer shut its side (or left):
-                 * answer it all the same (a write the user sent is not
-                 * lost), then close. No more events: the end of stream
-                 * would report itself forever. A worker holding the
-                 * previous request hands the connection back. */
+            int whole = c->in.len >= RPC_FRAME_HEADER_BYTES &&
+                        rpc_frame_parse(c->in.data, c->in.len, max, &n) == RPC_OK &&
+                        c->in.len == RPC_FRAME_HEADER_BYTES + (size_t)n;
+            int answering =
+                c->in.len == 0 && (atomic_load(&c->state) != CONN_IDLE || c->out.len > 0);
+            if (whole || answering) {
+                /* The peer shut its side after a whole request (read with it,
+                 * or being answered): answer it all the same (a write the user
+                 * sent is not lost), then close. Input leaves the epoll
+                 * interest, or the end of stream would report itself forever;
+                 * a worker holding a request hands c back. */
                 c->peer_eof = 1;
-                (void)epoll_ctl(c->loop->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+                if (conn_watch(c, EPOLL_CTL_MOD, c->out.len > 0) != 0) return -1;
                 int busy = CONN_BUSY;
                 (void)atomic_compare_exchange_strong(&c->state, &busy, CONN_BUSY_INPUT);
                 return 0;
@@ -466,10 +471,14 @@ static void *worker_main(void *arg)
             if (buf.cap > RPC_SERVER_BUF_KEEP) rpc_buf_free(&buf);
         }
         job_free(job);
-        if (atomic_exchange(&c->state, CONN_IDLE) == CONN_BUSY_INPUT)
-            loop_post_ready(c->loop, c);
-        else
+        /* Input arrived meanwhile (BUSY_INPUT): hand c back still busy, so
+         * the loop cannot take its next request before it has taken the
+         * hand-back; the loop makes it IDLE. Otherwise c is idle now. */
+        int busy = CONN_BUSY;
+        if (atomic_compare_exchange_strong(&c->state, &busy, CONN_IDLE))
             conn_unref(c);
+        else
+            loop_post_ready(c->loop, c);
     }
     rpc_buf_free(&buf);
     return NULL;
@@ -518,8 +527,11 @@ static void loop_run_batch(struct rpc_loop *loop)
         }
         int rc = c->closed ? 0 : conn_answer(c, &job->resp);
         job_free(job);
-        atomic_store(&c->state, CONN_IDLE);
-        if (rc != 0 || c->peer_eof) conn_close(c);
+        int prev = atomic_exchange(&c->state, CONN_IDLE);
+        if (rc != 0 || (c->peer_eof && c->out.len == 0 && c->in.len == 0))
+            conn_close(c); /* failed, or answered the last request of a peer that left */
+        else if (prev == CONN_BUSY_INPUT)
+            loop_take(loop, c); /* bytes read after the take: a frame error, or a peer_eof one */
     }
     loop->batch_len = 0;
 }
@@ -554,16 +566,19 @@ static void loop_take_queues(struct rpc_loop *loop)
         c->qnext = NULL;
         if (c->closed) {
             /* nothing: only the reference to drop */
-        } else if (c->peer_eof) {
-            /* Answered: take the request that came with the end of stream, or close. */
-            if (c->in.len > 0)
-                loop_take(loop, c);
-            else
-                conn_close(c);
-        } else if (conn_read(c) != 0) {
-            conn_close(c);
         } else {
-            loop_take(loop, c); /* input arrived while a worker held it */
+            atomic_store(&c->state, CONN_IDLE); /* the worker left it BUSY_INPUT */
+            if (c->peer_eof) {
+                /* Answered: take the request that came with the end of stream, or close. */
+                if (c->in.len > 0)
+                    loop_take(loop, c);
+                else
+                    conn_close(c);
+            } else if (conn_read(c) != 0) {
+                conn_close(c);
+            } else {
+                loop_take(loop, c); /* input arrived while a worker held it */
+            }
         }
         loop_defer_unref(loop, c); /* the reference the worker handed over */
     }
@@ -577,8 +592,13 @@ static void loop_conn_event(struct rpc_loop *loop, struct rpc_conn *c, uint32_t 
         conn_close(c);
         return;
     }
+    if ((events & EPOLLHUP) && c->peer_eof) {
+        conn_close(c); /* both directions gone: nothing can be delivered */
+        return;
+    }
     if ((events & EPOLLOUT) && c->out.len > 0) {
-        if (conn_flush(c) != 0) {
+        if (conn_flush(c) != 0 || (c->peer_eof && c->out.len == 0 && c->in.len == 0 &&
+                                   atomic_load(&c->state) == CONN_IDLE)) {
             conn_close(c);
             return;
         }
@@ -639,10 +659,12 @@ static void *loop_main(void *arg)
         int n = epoll_wait(loop->epfd, events, RPC_SERVER_EVENTS,
                            stopping ? RPC_SERVER_DRAIN_POLL_MS : RPC_SERVER_POLL_MS);
         if (n < 0 && errno != EINTR) {
+            /* EBADF/EINVAL: a bug, not load; log it and do not spin. */
             log_error(0, "event=rpc_loop_failed error=\"%s\"", strerror(errno));
-            atomic_store(&srv->force, 1);
-            n = 0;
+            struct timespec ts = {0, 100 * 1000000L};
+            nanosleep(&ts, NULL);
         }
+        if (n < 0) n = 0;
         for (int i = 0; i < n; i++) {
             if (events[i].data.ptr == NULL)
                 loop_take_queues(loop);

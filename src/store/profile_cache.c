@@ -114,7 +114,7 @@ struct get_args {
 };
 
 int profile_cache_get_many(struct redis_pool *pool, size_t n, const char *const *usernames,
-                           struct profile_cache_entry *out, int *status)
+                           struct profile_cache_entry *out, int *status, int wait_ms)
 {
     struct get_args *a = calloc(n, sizeof(*a));
     const char *const **argv = calloc(n, sizeof(*argv));
@@ -140,7 +140,7 @@ int profile_cache_get_many(struct redis_pool *pool, size_t n, const char *const 
         argvlen[sent] = a[i].argvlen;
         which[sent++] = i;
     }
-    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies);
+    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies, wait_ms);
     if (rc != STORE_OK) goto done;
     for (size_t k = 0; k < sent; k++) {
         const redisReply *r = replies[k];
@@ -240,7 +240,7 @@ int profile_cache_get_with_session(struct redis_pool *pool, const char *jti, con
                                    char **owner, struct profile_cache_entry *out, int *have_profile)
 {
     struct profile_cache_session got;
-    int rc = profile_cache_get_sessions(pool, 1, &jti, &username, &got);
+    int rc = profile_cache_get_sessions(pool, 1, &jti, &username, &got, -1);
 
     *owner = NULL;
     *have_profile = 0;
@@ -263,7 +263,8 @@ struct mget_args {
 };
 
 int profile_cache_get_sessions(struct redis_pool *pool, size_t n, const char *const *jtis,
-                               const char *const *usernames, struct profile_cache_session *out)
+                               const char *const *usernames, struct profile_cache_session *out,
+                               int wait_ms)
 {
     struct mget_args *a = calloc(n, sizeof(*a));
     const char *const **argv = calloc(n, sizeof(*argv));
@@ -293,7 +294,7 @@ int profile_cache_get_sessions(struct redis_pool *pool, size_t n, const char *co
         argvlen[sent] = a[i].argvlen;
         which[sent++] = i;
     }
-    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies);
+    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies, wait_ms);
     if (rc != STORE_OK) goto done;
     for (size_t k = 0; k < sent; k++) {
         if (rc == STORE_OK && session_reply_decode(replies[k], &out[which[k]]) == STORE_UNAVAILABLE)

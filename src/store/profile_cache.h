@@ -45,9 +45,10 @@ int profile_cache_get(struct redis_pool *pool, const char *username,
  * (free with profile_cache_entry_free), STORE_NOT_FOUND (no entry, a corrupt
  * one, or an impossible username) or STORE_NOMEM. Returns STORE_UNAVAILABLE
  * or STORE_NOMEM when the batch failed as a whole (nothing in out to free).
+ * wait_ms as for redis_pool_pipeline.
  */
 int profile_cache_get_many(struct redis_pool *pool, size_t n, const char *const *usernames,
-                           struct profile_cache_entry *out, int *status);
+                           struct profile_cache_entry *out, int *status, int wait_ms);
 
 /*
  * Reader's fill after a miss: stores e for ttl_s seconds only if no entry
@@ -96,10 +97,12 @@ void profile_cache_session_free(struct profile_cache_session *s);
  * one round trip (redis_pool_pipeline), for the core's batched fast path.
  * On STORE_OK out[i] describes pair i (free each with
  * profile_cache_session_free). Returns STORE_UNAVAILABLE or STORE_NOMEM with
- * nothing in out to free.
+ * nothing in out to free. wait_ms as for redis_pool_pipeline (0: fail at
+ * once when every pooled connection is busy).
  */
 int profile_cache_get_sessions(struct redis_pool *pool, size_t n, const char *const *jtis,
-                               const char *const *usernames, struct profile_cache_session *out);
+                               const char *const *usernames, struct profile_cache_session *out,
+                               int wait_ms);
 
 /* Deletes the entry of username (DEL; a missing entry is fine).
  * Returns STORE_OK or STORE_UNAVAILABLE. */

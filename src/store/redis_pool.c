@@ -165,8 +165,10 @@ static int pipeline_once(struct conn_pool_entry *e, size_t n, const int *argc,
                  (ctx->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE)));
             log_warn(0, "event=redis_error op=pipeline error=%s outcome=unavailable",
                      log_quote(msg, sizeof(msg), ctx->errstr, strlen(ctx->errstr)));
-            while (i > 0)
+            while (i > 0) {
                 freeReplyObject(replies[--i]);
+                replies[i] = NULL;
+            }
             return STORE_UNAVAILABLE;
         }
         replies[i] = r;
@@ -176,7 +178,7 @@ static int pipeline_once(struct conn_pool_entry *e, size_t n, const int *argc,
 
 int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
                         const char *const *const *argv, const size_t *const *argvlen,
-                        redisReply **replies)
+                        redisReply **replies, int wait_ms)
 {
     struct conn_pool_entry *e;
     int rc, lost;
@@ -185,9 +187,10 @@ int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
         replies[i] = NULL;
     if (n == 0) return STORE_OK;
     for (int attempt = 0;; attempt++) {
-        if (conn_pool_acquire(pool->pool, pool->cfg.timeout_ms, &e) != 0) {
-            if (errno == ETIMEDOUT)
-                log_warn(0, "event=redis_pool outcome=exhausted wait_ms=%d", pool->cfg.timeout_ms);
+        int wait = wait_ms < 0 ? pool->cfg.timeout_ms : wait_ms;
+        if (conn_pool_acquire(pool->pool, wait, &e) != 0) {
+            if (errno == ETIMEDOUT && wait > 0)
+                log_warn(0, "event=redis_pool outcome=exhausted wait_ms=%d", wait);
             return STORE_UNAVAILABLE;
         }
         rc = pipeline_once(e, n, argc, argv, argvlen, replies, &lost);

@@ -50,11 +50,14 @@ int redis_pool_command(struct redis_pool *pool, redisReply **reply, int argc, co
  * [redis] timeout_ms, I/O error, timeout) or STORE_NOMEM with no reply set,
  * after discarding the connection. The commands must be safe to send twice:
  * a pooled connection found closed (Redis restarted) is replaced and the
- * batch sent once more.
+ * batch sent once more. wait_ms: how long to wait for a free pooled
+ * connection, milliseconds; < 0 means [redis] timeout_ms, 0 fails at once
+ * (STORE_UNAVAILABLE, not logged) when all are busy, for callers that must
+ * not block (the core's event loop hands the work to a worker instead).
  */
 int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
                         const char *const *const *argv, const size_t *const *argvlen,
-                        redisReply **replies);
+                        redisReply **replies, int wait_ms);
 
 /* Sends PING. Returns STORE_OK or STORE_UNAVAILABLE. */
 int redis_pool_ping(struct redis_pool *pool);

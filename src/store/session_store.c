@@ -41,7 +41,7 @@ struct set_args {
 };
 
 int session_store_put_many(struct redis_pool *pool, size_t n, const char *const *jtis,
-                           const char *const *usernames, int ttl_s, int *status)
+                           const char *const *usernames, int ttl_s, int *status, int wait_ms)
 {
     char ttl[24];
     int ttl_len = snprintf(ttl, sizeof(ttl), "%d", ttl_s);
@@ -66,7 +66,7 @@ int session_store_put_many(struct redis_pool *pool, size_t n, const char *const 
         argv[i] = a[i].argv;
         argvlen[i] = a[i].argvlen;
     }
-    rc = redis_pool_pipeline(pool, n, argc, argv, argvlen, replies);
+    rc = redis_pool_pipeline(pool, n, argc, argv, argvlen, replies, wait_ms);
     if (rc != STORE_OK) goto done;
     for (size_t i = 0; i < n; i++) {
         status[i] = replies[i]->type == REDIS_REPLY_STATUS ? STORE_OK : STORE_ERROR;

@@ -42,9 +42,10 @@ int session_store_put(struct redis_pool *pool, const char *jti, const char *user
  * session i. Returns STORE_UNAVAILABLE or STORE_NOMEM when the batch failed
  * as a whole (some sessions may have been stored: they expire unused), or
  * STORE_ERROR with nothing sent when a jti is too long or ttl_s <= 0.
+ * wait_ms as for redis_pool_pipeline.
  */
 int session_store_put_many(struct redis_pool *pool, size_t n, const char *const *jtis,
-                           const char *const *usernames, int ttl_s, int *status);
+                           const char *const *usernames, int ttl_s, int *status, int wait_ms);
 
 /*
  * Looks session jti up. On STORE_OK *username is a heap copy of the stored

@@ -268,7 +268,7 @@ int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp)
         *resp = NULL;
         return -1;
     }
-    if ((*resp)->status == RPC__STATUS__STATUS_WOULD_BLOCK) {
+    if (rr->fast_only && (*resp)->status == RPC__STATUS__STATUS_WOULD_BLOCK) {
         /* The login needs argon2id: the handler's failure reply is dropped
          * (reply_queue) and finish() runs it again on a slow-lane worker. */
         rpc_call_free(*resp);

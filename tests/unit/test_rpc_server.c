@@ -340,6 +340,54 @@ static void peer_leaving_while_a_worker_holds_its_request_harms_nobody(void **st
     server_stop(rs);
 }
 
+static void peer_shutting_its_side_while_a_worker_answers_still_gets_the_answer(void **state)
+{
+    (void)state;
+    struct running_server *rs = server_start(2000);
+    int fd = connect_to(rpc_server_port(rs->srv));
+    uint8_t frame[256];
+    size_t n = request_frame(frame, sizeof(frame), 41, "half-closed", 300);
+    assert_int_equal(send(fd, frame, n, 0), (ssize_t)n);
+    usleep(50 * 1000); /* the worker now holds the request */
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    struct rpc_buf in = {0};
+    assert_int_equal(rpc_frame_read(fd, &in, 1 << 16, 3000), RPC_OK);
+    Rpc__Response *resp = rpc__response__unpack(NULL, in.len, in.data);
+    assert_non_null(resp);
+    assert_int_equal(resp->id, 41);
+    assert_string_equal(resp->message, "worker:half-closed");
+    rpc__response__free_unpacked(resp, NULL);
+    rpc_buf_free(&in);
+    assert_true(closed_by_server(fd, 2000)); /* and then the server closes */
+    close(fd);
+    server_stop(rs);
+}
+
+static void request_and_end_of_stream_together_are_answered(void **state)
+{
+    (void)state;
+    struct running_server *rs = server_start(2000);
+    const char *names[] = {"fast-eof", "worker-eof"}; /* batch path and worker path */
+    const char *want[] = {"batch:fast-eof", "worker:worker-eof"};
+    for (int i = 0; i < 2; i++) {
+        int fd = connect_to(rpc_server_port(rs->srv));
+        uint8_t frame[256];
+        size_t n = request_frame(frame, sizeof(frame), 50 + (uint64_t)i, names[i], 0);
+        assert_int_equal(send(fd, frame, n, 0), (ssize_t)n);
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        struct rpc_buf in = {0};
+        assert_int_equal(rpc_frame_read(fd, &in, 1 << 16, 3000), RPC_OK);
+        Rpc__Response *resp = rpc__response__unpack(NULL, in.len, in.data);
+        assert_non_null(resp);
+        assert_string_equal(resp->message, want[i]);
+        rpc__response__free_unpacked(resp, NULL);
+        rpc_buf_free(&in);
+        assert_true(closed_by_server(fd, 2000));
+        close(fd);
+    }
+    server_stop(rs);
+}
+
 struct stopper {
     struct running_server *rs;
     int after_ms;
@@ -383,6 +431,8 @@ int main(void)
         cmocka_unit_test(oversized_or_empty_frame_header_closes_the_connection),
         cmocka_unit_test(stalled_frame_is_closed_after_the_io_timeout),
         cmocka_unit_test(peer_leaving_while_a_worker_holds_its_request_harms_nobody),
+        cmocka_unit_test(peer_shutting_its_side_while_a_worker_answers_still_gets_the_answer),
+        cmocka_unit_test(request_and_end_of_stream_together_are_answered),
         cmocka_unit_test(stop_lets_the_request_in_flight_finish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
