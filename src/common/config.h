@@ -55,6 +55,8 @@ struct config_core {
     int io_threads;                /* RPC event-loop threads (rpc/server.h); default 1 */
     int workers;                   /* threads for blocking requests (MySQL, argon2id, pictures);
                                       default 64 */
+    int idle_timeout_s;            /* RPC connections without a request for this long are
+                                      closed, seconds; default 60 */
     int hash_threads;              /* concurrent argon2id computations; 0 = number of CPUs */
     int token_ttl_s;               /* session (JWT and Redis key) lifetime, seconds; default 3600 */
     int cache_ttl_s;               /* profile cache entry lifetime, seconds; default 300 */

@@ -145,6 +145,7 @@ int main(int argc, char **argv)
         .max_connections = cfg.core.max_connections,
         .io_threads = cfg.core.io_threads,
         .workers = cfg.core.workers,
+        .idle_timeout_ms = cfg.core.idle_timeout_s * 1000,
         .max_frame_bytes = cfg.rpc.max_frame_bytes,
         .io_timeout_ms = cfg.rpc.slow_io_timeout_ms, /* reading a 10 MiB picture frame */
         .handler = service_handle,

@@ -22,7 +22,8 @@
 #include "profile.pb-c.h"
 #include "rpc/server.h"
 
-#define SERVICE_PASSWORD_MAX_BYTES 1024 /* longer passwords are refused before hashing */
+#define SERVICE_PASSWORD_MAX_BYTES                                                                 \
+    4096 /* as the web (docs/api.md); longer ones are refused before hashing */
 
 struct service;
 

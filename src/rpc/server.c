@@ -50,6 +50,8 @@ struct rpc_conn {
     struct rpc_buf out;           /* loop only: a batch answer not yet fully written */
     size_t out_off;               /* bytes of out already written */
     int64_t in_since;             /* ms (CLOCK_MONOTONIC) the bytes in `in` started; 0 = none */
+    int64_t last_request;         /* ms the last request was taken, or the connection accepted */
+    int served;                   /* loop only: 1 once a request was taken */
     int64_t out_since;            /* ms out has waited for the socket; 0 = not waiting */
     int closed;                   /* loop only: unregistered and shut down */
     int peer_eof;                 /* loop only: the peer ended its stream after a whole request:
@@ -121,6 +123,7 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
     if (srv->opt.io_threads <= 0) srv->opt.io_threads = 1;
     if (srv->opt.workers <= 0) srv->opt.workers = RPC_SERVER_WORKERS;
     if (srv->opt.max_connections <= 0) srv->opt.max_connections = 1;
+    if (srv->opt.idle_timeout_ms <= 0) srv->opt.idle_timeout_ms = 60000;
     srv->listen_fd = -1;
     if (opt->inherited_fd > 0) {
         int type = 0;
@@ -337,6 +340,8 @@ static int conn_take(struct rpc_conn *c, struct rpc_job **out)
     }
     c->in.len = 0;
     c->in_since = 0;
+    c->last_request = now_ms();
+    c->served = 1;
     /* A picture upload grows the buffer to megabytes; do not keep that per idle connection. */
     if (c->in.cap > RPC_SERVER_BUF_KEEP) rpc_buf_free(&c->in);
     rpc__response__init(&job->resp);
@@ -643,6 +648,13 @@ static void loop_sweep(struct rpc_loop *loop)
             conn_close(c);
         } else if (force || (stopping && idle && c->out.len == 0)) {
             conn_close(c);
+        } else if (idle && c->in.len == 0 && c->out.len == 0 &&
+                   now - c->last_request >
+                       (c->served ? srv->opt.idle_timeout_ms : srv->opt.io_timeout_ms)) {
+            /* Idle too long, or connected and never asked anything: each holds
+             * one of max_connections (a local program could take them all). */
+            log_info(0, "event=rpc_idle_close peer=%s served=%d", c->peer, c->served);
+            conn_close(c);
         }
     }
 }
@@ -903,6 +915,7 @@ int rpc_server_run(struct rpc_server *srv, volatile sig_atomic_t *stop, int drai
         next_loop = (next_loop + 1) % srv->nloops;
         c->loop = loop;
         c->fd = fd;
+        c->last_request = now_ms();
         atomic_init(&c->refs, 1);
         atomic_init(&c->state, CONN_IDLE);
         format_peer(&ss, c->peer, sizeof(c->peer));

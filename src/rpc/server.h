@@ -58,7 +58,11 @@ struct rpc_server_options {
     int workers;              /* threads running handler (blocking calls); <= 0 means 64 */
     uint32_t max_frame_bytes; /* largest accepted request frame, bytes */
     int io_timeout_ms;        /* max time to read the rest of a frame once it started or to
-                                 write a response, milliseconds */
+                                 write a response, milliseconds; also how long a new
+                                 connection may stay without a first request */
+    int idle_timeout_ms;      /* a connection whose last request started longer ago than this
+                                 (and that has nothing in flight) is closed, ms; <= 0: 60000.
+                                 Clients' pools see the close and reconnect. */
     rpc_handler_fn handler;   /* blocking handler, run on a worker */
     rpc_batch_fn batch;       /* fast path run on the loops; NULL: every call goes to a worker */
     void *handler_ctx;        /* first argument of handler and batch */

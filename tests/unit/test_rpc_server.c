@@ -86,6 +86,7 @@ static struct running_server *server_start(int io_timeout_ms)
                                      .workers = 4,
                                      .max_frame_bytes = 1 << 16,
                                      .io_timeout_ms = io_timeout_ms,
+                                     .idle_timeout_ms = 1500,
                                      .handler = slow_handler,
                                      .batch = fast_batch};
     rs->srv = rpc_server_create(&opt);
@@ -388,6 +389,27 @@ static void request_and_end_of_stream_together_are_answered(void **state)
     server_stop(rs);
 }
 
+static void silent_and_idle_connections_are_closed(void **state)
+{
+    (void)state;
+    struct running_server *rs = server_start(300);
+    int port = rpc_server_port(rs->srv);
+    /* Connected, never asks: closed after the I/O timeout (300 ms here). */
+    int silent = connect_to(port);
+    int64_t t0 = now_ms();
+    assert_true(closed_by_server(silent, 3000));
+    assert_true(now_ms() - t0 < 2000);
+    close(silent);
+    /* Served once, then idle: closed after the idle timeout (1.5 s here), not before. */
+    int idle = connect_to(port);
+    char got[64];
+    assert_int_equal(raw_call(idle, 1, "fast-idle", 0, got, sizeof(got)), RPC_OK);
+    assert_false(closed_by_server(idle, 800));
+    assert_true(closed_by_server(idle, 3000));
+    close(idle);
+    server_stop(rs);
+}
+
 struct stopper {
     struct running_server *rs;
     int after_ms;
@@ -433,6 +455,7 @@ int main(void)
         cmocka_unit_test(peer_leaving_while_a_worker_holds_its_request_harms_nobody),
         cmocka_unit_test(peer_shutting_its_side_while_a_worker_answers_still_gets_the_answer),
         cmocka_unit_test(request_and_end_of_stream_together_are_answered),
+        cmocka_unit_test(silent_and_idle_connections_are_closed),
         cmocka_unit_test(stop_lets_the_request_in_flight_finish),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
