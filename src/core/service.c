@@ -576,7 +576,8 @@ static void update_nickname(struct call *c, const struct token_claims *claims, c
 
     pthread_mutex_lock(lock);
     if (check_session(c, claims, &entry, &have_profile) != 0) goto done;
-    rc = user_store_set_nickname(svc->db, claims->sub, nickname);
+    int maybe_written = 0;
+    rc = user_store_set_nickname(svc->db, claims->sub, nickname, &maybe_written);
     if (rc == STORE_NOT_FOUND) {
         (void)session_store_delete(svc->redis, claims->jti);
         (void)profile_cache_invalidate(svc->redis, claims->sub);
@@ -584,8 +585,11 @@ static void update_nickname(struct call *c, const struct token_claims *claims, c
         goto done;
     }
     if (rc != STORE_OK) {
-        /* The outcome of a failed autocommit may be unknown: let the next read ask MySQL. */
-        (void)profile_cache_invalidate(svc->redis, claims->sub);
+        /* Sent and then lost, the UPDATE may have been applied: let the next
+         * read ask MySQL. Otherwise the cached profile is still the truth,
+         * and dropping it would fail this user's reads and logins for as
+         * long as MySQL is down (found by a fresh-user trial). */
+        if (maybe_written) (void)profile_cache_invalidate(svc->redis, claims->sub);
         reply_db_failure(c, rc);
         goto done;
     }
@@ -677,14 +681,17 @@ static void handle_update_profile(struct call *c)
             goto done;
         }
     }
+    int maybe_written = 0;
     rc = user_store_update_profile(svc->db, claims.sub, nickname,
-                                   req->set_picture ? blob.name : NULL, &updated, &old_picture);
+                                   req->set_picture ? blob.name : NULL, &updated, &old_picture,
+                                   &maybe_written);
     if (rc != STORE_OK) {
-        /* Nothing references the new file (unless the outcome of a COMMIT
-         * is unknown; then dropping the cache entry below makes the next
-         * read see whatever the database holds). */
-        if (created) (void)picture_remove(svc->pictures, blob.name);
-        (void)profile_cache_invalidate(svc->redis, claims.sub);
+        /* Nothing references the new file, unless the outcome of the COMMIT
+         * is unknown: then the row may name it (keep the file), and dropping
+         * the cache entry makes the next read see what the database holds. */
+        if (created && !maybe_written) (void)picture_remove(svc->pictures, blob.name);
+        if (maybe_written || rc == STORE_NOT_FOUND)
+            (void)profile_cache_invalidate(svc->redis, claims.sub);
         if (rc == STORE_NOT_FOUND) {
             (void)session_store_delete(svc->redis, claims.jti);
             reply_bad_session(c, "user_gone");

@@ -205,11 +205,13 @@ static int set_nickname(struct db_conn *c, const char *username, const char *nic
     return n == 0 ? STORE_NOT_FOUND : STORE_OK;
 }
 
-int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname)
+int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname,
+                            int *maybe_written)
 {
     struct db_conn *c;
     int rc;
 
+    *maybe_written = 0;
     for (int attempt = 0;; attempt++) {
         rc = db_pool_acquire(pool, &c);
         if (rc != STORE_OK) return rc;
@@ -217,7 +219,10 @@ int user_store_set_nickname(struct db_pool *pool, const char *username, const ch
         rc = set_nickname(c, username, nickname);
         int retry = attempt == 0 && db_pool_should_retry(pool, c, rc);
         db_pool_release(pool, c);
-        if (!retry) return rc;
+        if (!retry) {
+            *maybe_written = rc == STORE_UNAVAILABLE; /* sent, then the connection failed */
+            return rc;
+        }
     }
 }
 
@@ -347,13 +352,15 @@ nomem:
 }
 
 int user_store_update_profile(struct db_pool *pool, const char *username, const char *nickname,
-                              const char *picture, struct user_record *updated, char **old_picture)
+                              const char *picture, struct user_record *updated, char **old_picture,
+                              int *maybe_written)
 {
     struct db_conn *c;
-    int rc, commit_sent;
+    int rc, commit_sent = 0;
 
     memset(updated, 0, sizeof(*updated));
     *old_picture = NULL;
+    *maybe_written = 0;
     for (int attempt = 0;; attempt++) {
         rc = db_pool_acquire(pool, &c);
         if (rc != STORE_OK) return rc;
@@ -362,6 +369,9 @@ int user_store_update_profile(struct db_pool *pool, const char *username, const 
          * server: running it again is safe. After COMMIT it is not. */
         int retry = attempt == 0 && !commit_sent && db_pool_should_retry(pool, c, rc);
         db_pool_release(pool, c);
-        if (!retry) return rc;
+        if (!retry) {
+            *maybe_written = rc != STORE_OK && commit_sent;
+            return rc;
+        }
     }
 }

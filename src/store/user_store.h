@@ -49,9 +49,13 @@ int user_store_set_password_hash(struct db_pool *pool, const char *username, con
  * Sets the nickname of username (UTF-8, already validated) with a single
  * autocommit UPDATE: the common edit costs one round trip instead of a
  * four-statement transaction. Returns STORE_OK, STORE_NOT_FOUND (no such
- * user), STORE_UNAVAILABLE or STORE_ERROR.
+ * user), STORE_UNAVAILABLE or STORE_ERROR. *maybe_written is set to 1 when
+ * the failure came after the UPDATE was sent (the connection died: it may
+ * have been applied), 0 when the row is certainly unchanged (no connection
+ * could be had, or MySQL refused the statement).
  */
-int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname);
+int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname,
+                            int *maybe_written);
 
 /*
  * Sets the nickname (when nickname is not NULL; UTF-8, already validated)
@@ -64,9 +68,11 @@ int user_store_set_nickname(struct db_pool *pool, const char *username, const ch
  * Returns STORE_OK, STORE_NOT_FOUND, STORE_UNAVAILABLE (including a COMMIT
  * whose outcome is unknown because the connection died), STORE_ERROR or
  * STORE_NOMEM; on failure nothing was changed (except in that unknown-COMMIT
- * case) and *updated / *old_picture are zeroed / NULL.
+ * case, reported by *maybe_written = 1) and *updated / *old_picture are
+ * zeroed / NULL.
  */
 int user_store_update_profile(struct db_pool *pool, const char *username, const char *nickname,
-                              const char *picture, struct user_record *updated, char **old_picture);
+                              const char *picture, struct user_record *updated, char **old_picture,
+                              int *maybe_written);
 
 #endif

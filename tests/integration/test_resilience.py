@@ -160,6 +160,10 @@ class MysqlDownTest(helpers.StackTestCase):
         if wrong.status != 401:
             raise AssertionError("wrong password before stopping MySQL: %r" % wrong)
         cls.bad_credentials_code = wrong.json()["error"]["code"]
+        # A user whose profile and credential are cached before MySQL goes away.
+        resp, cls.cached_token = login("user405")
+        if resp.status != 200 or helpers.get_profile(cls.cached_token).status != 200:
+            raise AssertionError("login of user405 before stopping MySQL: %r" % resp)
         stop_with_restore(cls, "mysql")
 
     def assert_503_not_401(self, resp):
@@ -167,6 +171,19 @@ class MysqlDownTest(helpers.StackTestCase):
         self.assertNotEqual(error["code"], self.bad_credentials_code,
                             "an infrastructure failure is reported as bad credentials: %r" % resp)
         self.assertIsNone(resp.cookie(), resp)
+
+    def test_failed_nickname_change_keeps_the_cached_profile_and_login(self):
+        # The UPDATE never reached MySQL, so the cached profile is still the
+        # truth: dropping it made this user's reads and logins fail until
+        # MySQL came back (found by a fresh-user trial).
+        before = helpers.get_profile(self.cached_token)
+        self.assertEqual(before.status, 200, before)
+        resp = helpers.patch_nickname(self.cached_token, "during outage")
+        self.assert_503_not_401(resp)
+        after = helpers.get_profile(self.cached_token)
+        self.assertEqual(after.status, 200, after)
+        self.assertEqual(after.json()["nickname"], before.json()["nickname"])
+        self.assertEqual(login("user405")[0].status, 200)
 
     def test_login_of_uncached_user_is_503_not_401(self):
         resp, elapsed = timed(login, uncached_user())
