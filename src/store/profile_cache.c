@@ -106,59 +106,38 @@ int profile_cache_get(struct redis_pool *pool, const char *username,
     return rc;
 }
 
-/* The key and argument vector of one pipelined GET. */
-struct get_args {
-    char key[PROFILE_KEY_MAX];
-    const char *argv[2];
-    size_t argvlen[2];
-};
-
 int profile_cache_get_many(struct redis_pool *pool, size_t n, const char *const *usernames,
                            struct profile_cache_entry *out, int *status, int wait_ms)
 {
-    struct get_args *a = calloc(n, sizeof(*a));
-    const char *const **argv = calloc(n, sizeof(*argv));
-    const size_t **argvlen = calloc(n, sizeof(*argvlen));
-    int *argc = calloc(n, sizeof(*argc));
-    size_t *which = calloc(n, sizeof(*which)); /* out index of the k-th command sent */
-    redisReply **replies = calloc(n, sizeof(*replies));
+    char(*keys)[PROFILE_KEY_MAX] = calloc(n, sizeof(*keys));
+    struct redis_cmd *cmds = calloc(n, sizeof(*cmds));
     size_t sent = 0;
     int rc = STORE_NOMEM;
 
-    if (a == NULL || argv == NULL || argvlen == NULL || argc == NULL || which == NULL ||
-        replies == NULL)
-        goto done;
+    if (keys == NULL || cmds == NULL) goto done;
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof(out[i]));
         status[i] = STORE_NOT_FOUND;
-        int key_len = profile_key(a[i].key, usernames[i]);
+        int key_len = profile_key(keys[i], usernames[i]);
         if (key_len < 0) continue; /* no such entry can exist */
-        a[i].argv[0] = "GET", a[i].argvlen[0] = 3;
-        a[i].argv[1] = a[i].key, a[i].argvlen[1] = (size_t)key_len;
-        argc[sent] = 2;
-        argv[sent] = a[i].argv;
-        argvlen[sent] = a[i].argvlen;
-        which[sent++] = i;
+        cmds[sent++] = (struct redis_cmd){
+            .argc = 2, .argv = {"GET", keys[i]}, .argvlen = {3, (size_t)key_len}, .tag = i};
     }
-    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies, wait_ms);
+    rc = redis_pool_pipeline(pool, sent, cmds, wait_ms);
     if (rc != STORE_OK) goto done;
     for (size_t k = 0; k < sent; k++) {
-        const redisReply *r = replies[k];
-        size_t i = which[k];
+        const redisReply *r = cmds[k].reply;
+        size_t i = cmds[k].tag;
         if (r->type == REDIS_REPLY_STRING) {
             status[i] = entry_decode(r->str, (size_t)r->len, &out[i]);
             if (status[i] == STORE_NOT_FOUND)
                 log_warn(0, "event=profile_cache outcome=corrupt_entry");
         }
-        freeReplyObject(replies[k]);
     }
+    redis_cmds_free_replies(cmds, sent);
 done:
-    free(a);
-    free(argv);
-    free(argvlen);
-    free(argc);
-    free(which);
-    free(replies);
+    free(keys);
+    free(cmds);
     return rc;
 }
 
@@ -254,63 +233,47 @@ int profile_cache_get_with_session(struct redis_pool *pool, const char *jti, con
     return got.status;
 }
 
-/* The keys and argument vectors of one pipelined MGET. */
-struct mget_args {
+/* The two keys of one pipelined MGET. */
+struct mget_keys {
     char skey[SESSION_KEY_MAX];
     char pkey[PROFILE_KEY_MAX];
-    const char *argv[3];
-    size_t argvlen[3];
 };
 
 int profile_cache_get_sessions(struct redis_pool *pool, size_t n, const char *const *jtis,
                                const char *const *usernames, struct profile_cache_session *out,
                                int wait_ms)
 {
-    struct mget_args *a = calloc(n, sizeof(*a));
-    const char *const **argv = calloc(n, sizeof(*argv));
-    const size_t **argvlen = calloc(n, sizeof(*argvlen));
-    int *argc = calloc(n, sizeof(*argc));
-    size_t *which = calloc(n, sizeof(*which)); /* out index of the k-th command sent */
-    redisReply **replies = calloc(n, sizeof(*replies));
+    struct mget_keys *keys = calloc(n, sizeof(*keys));
+    struct redis_cmd *cmds = calloc(n, sizeof(*cmds));
     size_t sent = 0;
     int rc = STORE_NOMEM;
 
-    if (a == NULL || argv == NULL || argvlen == NULL || argc == NULL || which == NULL ||
-        replies == NULL)
-        goto done;
+    if (keys == NULL || cmds == NULL) goto done;
     for (size_t i = 0; i < n; i++) {
         memset(&out[i], 0, sizeof(out[i]));
-        int skey_len = session_store_key(a[i].skey, jtis[i]);
-        int pkey_len = profile_key(a[i].pkey, usernames[i]);
+        int skey_len = session_store_key(keys[i].skey, jtis[i]);
+        int pkey_len = profile_key(keys[i].pkey, usernames[i]);
         if (skey_len < 0 || pkey_len < 0) {
             out[i].status = STORE_NOT_FOUND; /* no such key can exist */
             continue;
         }
-        a[i].argv[0] = "MGET", a[i].argvlen[0] = 4;
-        a[i].argv[1] = a[i].skey, a[i].argvlen[1] = (size_t)skey_len;
-        a[i].argv[2] = a[i].pkey, a[i].argvlen[2] = (size_t)pkey_len;
-        argc[sent] = 3;
-        argv[sent] = a[i].argv;
-        argvlen[sent] = a[i].argvlen;
-        which[sent++] = i;
+        cmds[sent++] = (struct redis_cmd){.argc = 3,
+                                          .argv = {"MGET", keys[i].skey, keys[i].pkey},
+                                          .argvlen = {4, (size_t)skey_len, (size_t)pkey_len},
+                                          .tag = i};
     }
-    rc = redis_pool_pipeline(pool, sent, argc, argv, argvlen, replies, wait_ms);
+    rc = redis_pool_pipeline(pool, sent, cmds, wait_ms);
     if (rc != STORE_OK) goto done;
-    for (size_t k = 0; k < sent; k++) {
-        if (rc == STORE_OK && session_reply_decode(replies[k], &out[which[k]]) == STORE_UNAVAILABLE)
+    for (size_t k = 0; k < sent && rc == STORE_OK; k++)
+        if (session_reply_decode(cmds[k].reply, &out[cmds[k].tag]) == STORE_UNAVAILABLE)
             rc = STORE_UNAVAILABLE;
-        freeReplyObject(replies[k]);
-    }
+    redis_cmds_free_replies(cmds, sent);
     if (rc != STORE_OK)
         for (size_t i = 0; i < n; i++)
             profile_cache_session_free(&out[i]);
 done:
-    free(a);
-    free(argv);
-    free(argvlen);
-    free(argc);
-    free(which);
-    free(replies);
+    free(keys);
+    free(cmds);
     return rc;
 }
 

@@ -138,17 +138,23 @@ int redis_pool_command(struct redis_pool *pool, redisReply **reply, int argc, co
     }
 }
 
+void redis_cmds_free_replies(struct redis_cmd *cmds, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (cmds[i].reply != NULL) freeReplyObject(cmds[i].reply);
+        cmds[i].reply = NULL;
+    }
+}
+
 /* One attempt at a pipeline; sets *lost as command_once does. */
-static int pipeline_once(struct conn_pool_entry *e, size_t n, const int *argc,
-                         const char *const *const *argv, const size_t *const *argvlen,
-                         redisReply **replies, int *lost)
+static int pipeline_once(struct conn_pool_entry *e, size_t n, struct redis_cmd *cmds, int *lost)
 {
     redisContext *ctx = e->conn;
     char msg[256];
 
     *lost = 0;
     for (size_t i = 0; i < n; i++) {
-        if (redisAppendCommandArgv(ctx, argc[i], (const char **)argv[i], argvlen[i]) != REDIS_OK) {
+        if (redisAppendCommandArgv(ctx, cmds[i].argc, cmds[i].argv, cmds[i].argvlen) != REDIS_OK) {
             e->broken = 1; /* part of the batch may sit in the output buffer */
             log_error(0, "event=redis_error op=pipeline error=\"out of memory\"");
             return STORE_NOMEM;
@@ -165,26 +171,21 @@ static int pipeline_once(struct conn_pool_entry *e, size_t n, const int *argc,
                  (ctx->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE)));
             log_warn(0, "event=redis_error op=pipeline error=%s outcome=unavailable",
                      log_quote(msg, sizeof(msg), ctx->errstr, strlen(ctx->errstr)));
-            while (i > 0) {
-                freeReplyObject(replies[--i]);
-                replies[i] = NULL;
-            }
+            redis_cmds_free_replies(cmds, i);
             return STORE_UNAVAILABLE;
         }
-        replies[i] = r;
+        cmds[i].reply = r;
     }
     return STORE_OK;
 }
 
-int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
-                        const char *const *const *argv, const size_t *const *argvlen,
-                        redisReply **replies, int wait_ms)
+int redis_pool_pipeline(struct redis_pool *pool, size_t n, struct redis_cmd *cmds, int wait_ms)
 {
     struct conn_pool_entry *e;
     int rc, lost;
 
     for (size_t i = 0; i < n; i++)
-        replies[i] = NULL;
+        cmds[i].reply = NULL;
     if (n == 0) return STORE_OK;
     for (int attempt = 0;; attempt++) {
         int wait = wait_ms < 0 ? pool->cfg.timeout_ms : wait_ms;
@@ -193,7 +194,7 @@ int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
                 log_warn(0, "event=redis_pool outcome=exhausted wait_ms=%d", wait);
             return STORE_UNAVAILABLE;
         }
-        rc = pipeline_once(e, n, argc, argv, argvlen, replies, &lost);
+        rc = pipeline_once(e, n, cmds, &lost);
         int retry = attempt == 0 && rc != STORE_OK && lost && e->uses > 1;
         if (retry) conn_pool_invalidate(pool->pool, e);
         conn_pool_release(pool->pool, e);

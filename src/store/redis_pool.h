@@ -41,23 +41,34 @@ void redis_pool_destroy(struct redis_pool *pool);
 int redis_pool_command(struct redis_pool *pool, redisReply **reply, int argc, const char **argv,
                        const size_t *argvlen);
 
+#define REDIS_CMD_MAX_ARGS 5 /* arguments of the longest pipelined command (SET k v EX ttl) */
+
+/* One command of a pipeline (redis_pool_pipeline). */
+struct redis_cmd {
+    int argc;                             /* arguments used, <= REDIS_CMD_MAX_ARGS */
+    const char *argv[REDIS_CMD_MAX_ARGS]; /* not owned: must outlive the call */
+    size_t argvlen[REDIS_CMD_MAX_ARGS];   /* bytes of each argument */
+    size_t tag;                           /* the caller's: e.g. which input this answers */
+    redisReply *reply;                    /* set on STORE_OK; free with redis_cmds_free_replies */
+};
+
 /*
- * Redis pipelining: sends n commands in one write and reads their n replies,
- * one round trip for all. Command i has argc[i] arguments argv[i] of
- * argvlen[i] bytes. On STORE_OK every replies[i] is set (the caller frees
- * each with freeReplyObject; a reply may be REDIS_REPLY_ERROR, which the
- * caller judges per command). Returns STORE_UNAVAILABLE (no connection in
- * [redis] timeout_ms, I/O error, timeout) or STORE_NOMEM with no reply set,
- * after discarding the connection. The commands must be safe to send twice:
- * a pooled connection found closed (Redis restarted) is replaced and the
- * batch sent once more. wait_ms: how long to wait for a free pooled
- * connection, milliseconds; < 0 means [redis] timeout_ms, 0 fails at once
- * (STORE_UNAVAILABLE, not logged) when all are busy, for callers that must
- * not block (the core's event loop hands the work to a worker instead).
+ * Redis pipelining: sends the n commands in one write and reads their n
+ * replies, one round trip for all. On STORE_OK every cmds[i].reply is set (a
+ * reply may be REDIS_REPLY_ERROR, which the caller judges per command).
+ * Returns STORE_UNAVAILABLE (no connection, I/O error, timeout) or
+ * STORE_NOMEM with no reply set, after discarding the connection. The
+ * commands must be safe to send twice: a pooled connection found closed
+ * (Redis restarted) is replaced and the batch sent once more. wait_ms: how
+ * long to wait for a free pooled connection, milliseconds; < 0 means [redis]
+ * timeout_ms, 0 fails at once (STORE_UNAVAILABLE, not logged) when all are
+ * busy, for callers that must not block (the core's event loop hands the
+ * work to a worker instead).
  */
-int redis_pool_pipeline(struct redis_pool *pool, size_t n, const int *argc,
-                        const char *const *const *argv, const size_t *const *argvlen,
-                        redisReply **replies, int wait_ms);
+int redis_pool_pipeline(struct redis_pool *pool, size_t n, struct redis_cmd *cmds, int wait_ms);
+
+/* Frees the replies the n commands hold and sets them to NULL. */
+void redis_cmds_free_replies(struct redis_cmd *cmds, size_t n);
 
 /* Sends PING. Returns STORE_OK or STORE_UNAVAILABLE. */
 int redis_pool_ping(struct redis_pool *pool);

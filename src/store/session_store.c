@@ -33,54 +33,38 @@ int session_store_put(struct redis_pool *pool, const char *jti, const char *user
     return rc;
 }
 
-/* The keys and argument vectors of one pipelined SET. */
-struct set_args {
-    char key[SESSION_KEY_MAX];
-    const char *argv[5];
-    size_t argvlen[5];
-};
-
 int session_store_put_many(struct redis_pool *pool, size_t n, const char *const *jtis,
                            const char *const *usernames, int ttl_s, int *status, int wait_ms)
 {
     char ttl[24];
     int ttl_len = snprintf(ttl, sizeof(ttl), "%d", ttl_s);
-    struct set_args *a = calloc(n, sizeof(*a));
-    const char *const **argv = calloc(n, sizeof(*argv));
-    const size_t **argvlen = calloc(n, sizeof(*argvlen));
-    int *argc = calloc(n, sizeof(*argc));
-    redisReply **replies = calloc(n, sizeof(*replies));
+    char(*keys)[SESSION_KEY_MAX] = calloc(n, sizeof(*keys));
+    struct redis_cmd *cmds = calloc(n, sizeof(*cmds));
     int rc = STORE_NOMEM;
 
-    if (a == NULL || argv == NULL || argvlen == NULL || argc == NULL || replies == NULL) goto done;
+    if (keys == NULL || cmds == NULL) goto done;
     rc = STORE_ERROR;
     if (ttl_s <= 0) goto done;
     for (size_t i = 0; i < n; i++) {
-        int key_len = session_store_key(a[i].key, jtis[i]);
+        int key_len = session_store_key(keys[i], jtis[i]);
         if (key_len < 0) goto done;
-        const char *v[] = {"SET", a[i].key, usernames[i], "EX", ttl};
-        const size_t l[] = {3, (size_t)key_len, strlen(usernames[i]), 2, (size_t)ttl_len};
-        memcpy(a[i].argv, v, sizeof(v));
-        memcpy(a[i].argvlen, l, sizeof(l));
-        argc[i] = 5;
-        argv[i] = a[i].argv;
-        argvlen[i] = a[i].argvlen;
+        cmds[i] = (struct redis_cmd){
+            .argc = 5,
+            .argv = {"SET", keys[i], usernames[i], "EX", ttl},
+            .argvlen = {3, (size_t)key_len, strlen(usernames[i]), 2, (size_t)ttl_len}};
     }
-    rc = redis_pool_pipeline(pool, n, argc, argv, argvlen, replies, wait_ms);
+    rc = redis_pool_pipeline(pool, n, cmds, wait_ms);
     if (rc != STORE_OK) goto done;
     for (size_t i = 0; i < n; i++) {
-        status[i] = replies[i]->type == REDIS_REPLY_STATUS ? STORE_OK : STORE_ERROR;
+        status[i] = cmds[i].reply->type == REDIS_REPLY_STATUS ? STORE_OK : STORE_ERROR;
         if (status[i] != STORE_OK)
             log_error(0, "event=session_put outcome=failure error=\"unexpected reply type %d\"",
-                      replies[i]->type);
-        freeReplyObject(replies[i]);
+                      cmds[i].reply->type);
     }
+    redis_cmds_free_replies(cmds, n);
 done:
-    free(a);
-    free(argv);
-    free(argvlen);
-    free(argc);
-    free(replies);
+    free(keys);
+    free(cmds);
     return rc;
 }
 
