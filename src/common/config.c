@@ -63,6 +63,7 @@ static const struct config_key config_keys[] = {
     INT("core", "io_threads", core.io_threads, 1, 64),
     INT("core", "workers", core.workers, 1, 4096),
     INT("core", "idle_timeout_s", core.idle_timeout_s, 1, 86400),
+    INT("core", "group_commits", core.group_commits, 1, 1024),
     INT("core", "hash_threads", core.hash_threads, 0, 1024),
     INT("core", "token_ttl_s", core.token_ttl_s, 1, 31 * 24 * 3600),
     INT("core", "cache_ttl_s", core.cache_ttl_s, 1, 31 * 24 * 3600),
@@ -126,6 +127,7 @@ static void config_defaults(struct config *cfg)
     cfg->core.io_threads = 1;
     cfg->core.workers = 64;
     cfg->core.idle_timeout_s = 60;
+    cfg->core.group_commits = 2;
     cfg->core.hash_threads = 0;
     cfg->core.token_ttl_s = 3600;
     cfg->core.cache_ttl_s = 300;

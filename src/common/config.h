@@ -57,6 +57,9 @@ struct config_core {
                                       default 64 */
     int idle_timeout_s;            /* RPC connections without a request for this long are
                                       closed, seconds; default 60 */
+    int group_commits;             /* nickname-edit batches (one UPDATE each) in flight at once;
+                                      edits arriving meanwhile wait and join the next batch;
+                                      default 2 */
     int hash_threads;              /* concurrent argon2id computations; 0 = number of CPUs */
     int token_ttl_s;               /* session (JWT and Redis key) lifetime, seconds; default 3600 */
     int cache_ttl_s;               /* profile cache entry lifetime, seconds; default 300 */

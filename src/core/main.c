@@ -150,6 +150,8 @@ int main(int argc, char **argv)
         .io_timeout_ms = cfg.rpc.slow_io_timeout_ms, /* reading a 10 MiB picture frame */
         .handler = service_handle,
         .batch = service_handle_batch,
+        .group = service_handle_group,
+        .group_concurrency = cfg.core.group_commits,
         .handler_ctx = svc,
         .tick = core_tick,
         .tick_ctx = NULL,

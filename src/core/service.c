@@ -30,6 +30,13 @@
  * the same order (otherwise the older value could be cached last). */
 #define SERVICE_USER_LOCKS 1024
 
+/* Requests one fast-path pass or group-commit step takes at once (one
+ * pipelined Redis round trip, one UPDATE); equals USER_STORE_NICKNAMES_MAX. */
+#define SERVICE_BATCH_MAX 64
+
+/* The rpc_call group (rpc/server.h) of nickname-only edits. */
+#define SERVICE_GROUP_NICKNAME 1
+
 #define MSG_DB_UNAVAILABLE "The database is unavailable, please retry."
 #define MSG_REDIS_UNAVAILABLE "The session store is unavailable, please retry."
 #define MSG_INTERNAL "Something went wrong on our side, please retry."
@@ -46,6 +53,8 @@ struct service_counters {
     _Atomic uint64_t cache_misses;     /* GET_PROFILE that read MySQL */
     _Atomic uint64_t mysql_errors;     /* failed MySQL calls (down, timeout, error) */
     _Atomic uint64_t redis_errors;     /* failed Redis calls, the cache's included */
+    _Atomic uint64_t nickname_edits;   /* nickname-only edits committed */
+    _Atomic uint64_t nickname_commits; /* multi-row UPDATEs that committed them */
 };
 
 struct service {
@@ -497,24 +506,47 @@ static void handle_get_profile(struct call *c)
 
 /* Refreshes the cache after a committed change; when that fails, deletes
  * the entry so the next read goes to the database (read-your-writes). */
+/*
+ * Writers' cache refresh after their commits: the n rows' entries in one
+ * pipelined SET round trip; an entry that could not be stored is dropped
+ * instead, so that the next read asks MySQL.
+ */
+static void refresh_caches(struct service *svc, size_t n, struct call *const *cs,
+                           const struct user_record *const *rows)
+{
+    const char *users[SERVICE_BATCH_MAX] = {0};
+    struct profile_cache_entry entries[SERVICE_BATCH_MAX] = {0};
+    int status[SERVICE_BATCH_MAX];
+
+    for (size_t i = 0; i < n; i++) {
+        users[i] = rows[i]->username;
+        entries[i] = (struct profile_cache_entry){.nickname = rows[i]->nickname,
+                                                  .picture = rows[i]->picture,
+                                                  .password_hash = rows[i]->password_hash};
+    }
+    int rc = profile_cache_put_many(svc->redis, n, users, entries, svc->cfg.core.cache_ttl_s,
+                                    status, -1);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == STORE_OK && status[i] == STORE_OK) continue;
+        struct call *c = cs[i];
+        int why = rc != STORE_OK ? rc : status[i];
+        (void)log_set_tag(c->req->request_tag);
+        atomic_fetch_add(&svc->counters.redis_errors, 1);
+        log_warn(c->rid, "event=profile_cache_put outcome=failure reason=%s user=%s",
+                 store_status_str(why), c->user);
+        int drc = profile_cache_invalidate(svc->redis, users[i]);
+        if (drc != STORE_OK) atomic_fetch_add(&svc->counters.redis_errors, 1);
+        if (drc != STORE_OK)
+            log_error(c->rid,
+                      "event=profile_cache_invalidate outcome=failure reason=%s user=%s "
+                      "note=\"stale profile may be served until the cache TTL ends\"",
+                      store_status_str(drc), c->user);
+    }
+}
+
 static void refresh_cache(struct call *c, const struct user_record *updated)
 {
-    struct service *svc = c->svc;
-    struct profile_cache_entry entry = {.nickname = updated->nickname,
-                                        .picture = updated->picture,
-                                        .password_hash = updated->password_hash};
-    int rc = profile_cache_put(svc->redis, updated->username, &entry, svc->cfg.core.cache_ttl_s);
-    if (rc == STORE_OK) return;
-    atomic_fetch_add(&svc->counters.redis_errors, 1);
-    log_warn(c->rid, "event=profile_cache_put outcome=failure reason=%s user=%s",
-             store_status_str(rc), c->user);
-    rc = profile_cache_invalidate(svc->redis, updated->username);
-    if (rc != STORE_OK) atomic_fetch_add(&svc->counters.redis_errors, 1);
-    if (rc != STORE_OK)
-        log_error(c->rid,
-                  "event=profile_cache_invalidate outcome=failure reason=%s user=%s "
-                  "note=\"stale profile may be served until the cache TTL ends\"",
-                  store_status_str(rc), c->user);
+    refresh_caches(c->svc, 1, &c, &updated);
 }
 
 /* Maps a picture_prepare/picture_save failure to the reply. */
@@ -560,68 +592,182 @@ static void log_nickname_change(struct call *c, const char *nickname)
              c->ip, log_quote(q, sizeof(q), nickname, strlen(nickname)));
 }
 
-/*
- * The common edit, a nickname alone: one Redis round trip for the session
- * and the cached row, one autocommit UPDATE, one cache write. The user's
- * lock is taken before the cache is read, so the picture and hash copied
- * into the refreshed entry cannot be older than a concurrent writer's.
- */
-static void update_nickname(struct call *c, const struct token_claims *claims, const char *nickname)
-{
-    struct service *svc = c->svc;
-    struct profile_cache_entry entry = {0};
-    struct user_record row = {0};
-    int have_profile = 0, rc;
-    pthread_mutex_t *lock = user_lock(svc, claims->sub);
+/* One nickname edit of a group (update_nicknames). */
+struct nick_edit {
+    struct call c;                      /* begun: request, answer, log fields */
+    struct token_claims claims;         /* the verified token */
+    char *nickname;                     /* validated and trimmed; owned */
+    struct profile_cache_session found; /* the session and cached profile (one MGET) */
+    struct user_record row;             /* the row as committed: cache and answer */
+    int open;                           /* 1 while no answer is set */
+};
 
-    pthread_mutex_lock(lock);
-    if (check_session(c, claims, &entry, &have_profile) != 0) goto done;
+static int lock_order(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t) * (pthread_mutex_t *const *)a;
+    uintptr_t y = (uintptr_t) * (pthread_mutex_t *const *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Locks the user stripes of the n edits (distinct, in address order, so
+ * two groups can never wait for each other). Returns how many in locks. */
+static size_t lock_users(struct service *svc, struct nick_edit *e, size_t n,
+                         pthread_mutex_t **locks)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++)
+        locks[m++] = user_lock(svc, e[i].claims.sub);
+    qsort(locks, m, sizeof(*locks), lock_order);
+    size_t u = 0;
+    for (size_t i = 0; i < m; i++)
+        if (u == 0 || locks[u - 1] != locks[i]) locks[u++] = locks[i];
+    for (size_t i = 0; i < u; i++)
+        pthread_mutex_lock(locks[i]);
+    return u;
+}
+
+/*
+ * The common edit, a nickname alone, for n (1..SERVICE_BATCH_MAX) edits of
+ * distinct users at once: one pipelined Redis round trip for their sessions
+ * and cached rows, ONE autocommit UPDATE for all of them (group commit:
+ * user_store_set_nicknames), one pipelined cache refresh. The users' locks
+ * are taken before the cache is read, so the picture and hash copied into a
+ * refreshed entry cannot be older than a concurrent writer's. Answers every
+ * edit.
+ */
+static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
+{
+    pthread_mutex_t *locks[SERVICE_BATCH_MAX];
+    const char *jtis[SERVICE_BATCH_MAX], *subs[SERVICE_BATCH_MAX], *nicks[SERVICE_BATCH_MAX];
+    struct profile_cache_session found[SERVICE_BATCH_MAX];
+    struct call *cs[SERVICE_BATCH_MAX];
+    const struct user_record *rows[SERVICE_BATCH_MAX];
+    int status[SERVICE_BATCH_MAX];
+    size_t idx[SERVICE_BATCH_MAX], m = 0, done = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        e[i].open = 1;
+        jtis[i] = e[i].claims.jti;
+        subs[i] = e[i].claims.sub;
+    }
+    size_t nlocks = lock_users(svc, e, n, locks);
+    int rc = profile_cache_get_sessions(svc->redis, n, jtis, subs, found, -1);
+    for (size_t i = 0; i < n; i++) {
+        struct nick_edit *x = &e[i];
+        (void)log_set_tag(x->c.req->request_tag);
+        if (rc != STORE_OK) {
+            reply_redis_failure(&x->c, rc);
+        } else if (found[i].status == STORE_NOT_FOUND) {
+            reply_bad_session(&x->c, "session_gone");
+        } else if (found[i].status != STORE_OK) {
+            reply_redis_failure(&x->c, found[i].status);
+        } else if (strcmp(found[i].owner, x->claims.sub) != 0) {
+            reply_bad_session(&x->c, "session_mismatch");
+        } else {
+            x->found = found[i], found[i] = (struct profile_cache_session){0};
+            subs[m] = x->claims.sub;
+            nicks[m] = x->nickname;
+            idx[m++] = i;
+            continue;
+        }
+        x->open = 0;
+        if (rc == STORE_OK) profile_cache_session_free(&found[i]);
+    }
+
     int maybe_written = 0;
-    rc = user_store_set_nickname(svc->db, claims->sub, nickname, &maybe_written);
-    if (rc == STORE_NOT_FOUND) {
-        (void)session_store_delete(svc->redis, claims->jti);
-        (void)profile_cache_invalidate(svc->redis, claims->sub);
-        reply_bad_session(c, "user_gone");
-        goto done;
-    }
-    if (rc != STORE_OK) {
-        /* Sent and then lost, the UPDATE may have been applied: let the next
-         * read ask MySQL. Otherwise the cached profile is still the truth,
-         * and dropping it would fail this user's reads and logins for as
-         * long as MySQL is down (found by a fresh-user trial). */
-        if (maybe_written) (void)profile_cache_invalidate(svc->redis, claims->sub);
-        reply_db_failure(c, rc);
-        goto done;
-    }
-    if (have_profile && entry.password_hash != NULL) {
-        row.username = strdup(claims->sub);
-        row.nickname = strdup(nickname);
-        row.picture = entry.picture, entry.picture = NULL;
-        row.password_hash = entry.password_hash, entry.password_hash = NULL;
-        rc = row.username != NULL && row.nickname != NULL ? STORE_OK : STORE_NOMEM;
-    } else {
-        rc = user_store_get_by_username(svc->db, claims->sub, &row);
-    }
-    if (rc != STORE_OK) {
-        (void)profile_cache_invalidate(svc->redis, claims->sub);
-        if (rc == STORE_NOT_FOUND)
+    rc = m > 0 ? user_store_set_nicknames(svc->db, m, subs, nicks, status, &maybe_written)
+               : STORE_OK;
+    if (m > 0 && rc == STORE_OK) atomic_fetch_add(&svc->counters.nickname_commits, 1);
+    for (size_t k = 0; k < m; k++) {
+        struct nick_edit *x = &e[idx[k]];
+        struct call *c = &x->c;
+        (void)log_set_tag(c->req->request_tag);
+        x->open = 0;
+        if (rc != STORE_OK) {
+            /* Sent and then lost, the UPDATE may have been applied: let the next
+             * read ask MySQL. Otherwise the cached profile is still the truth,
+             * and dropping it would fail this user's reads and logins for as
+             * long as MySQL is down (found by a fresh-user trial). */
+            if (maybe_written) (void)profile_cache_invalidate(svc->redis, x->claims.sub);
+            reply_db_failure(c, rc);
+            continue;
+        }
+        if (status[k] == STORE_NOT_FOUND) {
+            (void)session_store_delete(svc->redis, x->claims.jti);
+            (void)profile_cache_invalidate(svc->redis, x->claims.sub);
             reply_bad_session(c, "user_gone");
-        else
-            reply_db_failure(c, rc); /* NOMEM lands in "internal" there */
-        goto done;
+            continue;
+        }
+        struct profile_cache_entry *entry = &x->found.entry;
+        int grc;
+        if (x->found.have_profile && entry->password_hash != NULL) {
+            x->row.username = strdup(x->claims.sub);
+            x->row.nickname = strdup(x->nickname);
+            x->row.picture = entry->picture, entry->picture = NULL;
+            x->row.password_hash = entry->password_hash, entry->password_hash = NULL;
+            grc = x->row.username != NULL && x->row.nickname != NULL ? STORE_OK : STORE_NOMEM;
+        } else {
+            grc = user_store_get_by_username(svc->db, x->claims.sub, &x->row);
+        }
+        if (grc != STORE_OK) {
+            (void)profile_cache_invalidate(svc->redis, x->claims.sub);
+            if (grc == STORE_NOT_FOUND)
+                reply_bad_session(c, "user_gone");
+            else
+                reply_db_failure(c, grc); /* NOMEM lands in "internal" there */
+            continue;
+        }
+        x->open = 1; /* committed: answered below */
+        cs[done] = c;
+        rows[done++] = &x->row;
     }
-    refresh_cache(c, &row);
-    pthread_mutex_unlock(lock);
-    lock = NULL;
-    log_nickname_change(c, nickname);
-    if (set_profile(c, row.username, row.nickname, row.picture) != 0)
+    if (done > 0) refresh_caches(svc, done, cs, rows);
+    for (size_t i = 0; i < nlocks; i++)
+        pthread_mutex_unlock(locks[i]);
+
+    for (size_t i = 0; i < n; i++) {
+        struct nick_edit *x = &e[i];
+        if (!x->open) continue;
+        (void)log_set_tag(x->c.req->request_tag);
+        log_nickname_change(&x->c, x->nickname);
+        atomic_fetch_add(&svc->counters.nickname_edits, 1);
+        if (set_profile(&x->c, x->row.username, x->row.nickname, x->row.picture) != 0)
+            reply_internal(&x->c, "out_of_memory");
+        else
+            x->c.resp->status = RPC__STATUS__STATUS_OK;
+        x->open = 0;
+    }
+    (void)log_set_tag(NULL);
+}
+
+/* Frees what the n edits hold. */
+static void nick_edits_free(struct nick_edit *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].nickname);
+        profile_cache_session_free(&e[i].found);
+        user_record_free(&e[i].row);
+    }
+}
+
+/* Validates the request's nickname into *out (trimmed heap copy, caller
+ * frees). Returns 0, or -1 after replying. */
+static int take_nickname(struct call *c, char **out)
+{
+    const char *nick = str_or_empty(c->req->nickname);
+    size_t start = 0, len = 0;
+    int err = validate_nickname(nick, strlen(nick), &start, &len);
+    if (err != NICKNAME_OK) {
+        reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "invalid_nickname", "invalid_nickname",
+                    "%s", validate_nickname_message(err));
+        return -1;
+    }
+    *out = strndup(nick + start, len);
+    if (*out == NULL) {
         reply_internal(c, "out_of_memory");
-    else
-        c->resp->status = RPC__STATUS__STATUS_OK;
-done:
-    if (lock != NULL) pthread_mutex_unlock(lock);
-    profile_cache_entry_free(&entry);
-    user_record_free(&row);
+        return -1;
+    }
+    return 0;
 }
 
 static void handle_update_profile(struct call *c)
@@ -642,22 +788,12 @@ static void handle_update_profile(struct call *c)
         return;
     }
     if (req->set_nickname) {
-        const char *nick = str_or_empty(req->nickname);
-        size_t start = 0, len = 0;
-        int err = validate_nickname(nick, strlen(nick), &start, &len);
-        if (err != NICKNAME_OK) {
-            reply_error(c, RPC__STATUS__STATUS_INVALID_ARGUMENT, "invalid_nickname",
-                        "invalid_nickname", "%s", validate_nickname_message(err));
-            return;
-        }
-        nickname = strndup(nick + start, len);
-        if (nickname == NULL) {
-            reply_internal(c, "out_of_memory");
-            return;
-        }
+        if (take_nickname(c, &nickname) != 0) return;
         if (!req->set_picture) {
-            update_nickname(c, &claims, nickname);
-            free(nickname);
+            struct nick_edit edit = {.c = *c, .claims = claims, .nickname = nickname};
+            update_nicknames(svc, &edit, 1);
+            nick_edits_free(&edit, 1);
+            (void)log_set_tag(req->request_tag);
             return;
         }
     }
@@ -771,6 +907,8 @@ static void handle_metrics(struct call *c)
     m->cache_misses = atomic_load(&k->cache_misses);
     m->mysql_errors = atomic_load(&k->mysql_errors);
     m->redis_errors = atomic_load(&k->redis_errors);
+    m->nickname_edits = atomic_load(&k->nickname_edits);
+    m->nickname_commits = atomic_load(&k->nickname_commits);
     c->resp->core_metrics = m; /* freed by rpc_response_reset */
     c->resp->status = RPC__STATUS__STATUS_OK;
 }
@@ -793,9 +931,6 @@ static void call_begin(struct call *c, struct service *svc, const Rpc__Request *
      * is not [A-Za-z0-9-]{1,64} is dropped: the core trusts no caller. */
     (void)log_set_tag(req->request_tag);
 }
-
-/* Profile reads the fast path takes at once (one pipelined Redis round trip each). */
-#define SERVICE_BATCH_MAX 64
 
 /* The fast path for up to SERVICE_BATCH_MAX calls; see service_handle_batch. */
 static void batch_get_profiles(struct service *svc, struct rpc_call *const *calls, size_t n)
@@ -941,12 +1076,75 @@ static void batch_logins(struct service *svc, struct rpc_call *const *calls, siz
     }
 }
 
+/* A nickname-only UPDATE_PROFILE: what update_nicknames does. */
+static int is_nickname_edit(const Rpc__Request *req)
+{
+    return req->method == RPC__METHOD__METHOD_UPDATE_PROFILE && req->set_nickname &&
+           !req->set_picture;
+}
+
 void service_handle_batch(void *ctx, struct rpc_call *const *calls, size_t n)
 {
     for (size_t off = 0; off < n; off += SERVICE_BATCH_MAX) {
         size_t len = n - off < SERVICE_BATCH_MAX ? n - off : SERVICE_BATCH_MAX;
         batch_get_profiles(ctx, calls + off, len);
         batch_logins(ctx, calls + off, len);
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!calls[i]->done && is_nickname_edit(calls[i]->req))
+            calls[i]->group = SERVICE_GROUP_NICKNAME;
+}
+
+/* Up to SERVICE_BATCH_MAX calls of the nickname group: see service_handle_group. */
+static void group_nicknames(struct service *svc, struct rpc_call *const *calls, size_t n)
+{
+    struct nick_edit *e = calloc(n, sizeof(*e));
+    size_t m = 0;
+    int *later = calloc(n, sizeof(*later));
+
+    if (e == NULL || later == NULL) {
+        free(e);
+        free(later);
+        for (size_t i = 0; i < n; i++)
+            service_handle(svc, calls[i]->req, calls[i]->resp);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Rpc__Request *req = calls[i]->req;
+        if (!is_nickname_edit(req)) {
+            later[i] = 1;
+            continue;
+        }
+        struct nick_edit *x = &e[m];
+        call_begin(&x->c, svc, req, calls[i]->resp);
+        atomic_fetch_add(&svc->counters.requests, 1);
+        if (verify_token(&x->c, &x->claims) != 0 || take_nickname(&x->c, &x->nickname) != 0)
+            continue; /* answered */
+        /* A second edit of the same user waits for the first one's group. */
+        for (size_t j = 0; j < m && !later[i]; j++)
+            if (strcmp(e[j].claims.sub, x->claims.sub) == 0) later[i] = 1;
+        if (later[i]) {
+            atomic_fetch_sub(&svc->counters.requests, 1); /* service_handle counts it */
+            free(x->nickname);
+            memset(x, 0, sizeof(*x));
+            continue;
+        }
+        m++;
+    }
+    (void)log_set_tag(NULL);
+    if (m > 0) update_nicknames(svc, e, m);
+    nick_edits_free(e, m);
+    for (size_t i = 0; i < n; i++)
+        if (later[i]) service_handle(svc, calls[i]->req, calls[i]->resp);
+    free(e);
+    free(later);
+}
+
+void service_handle_group(void *ctx, struct rpc_call *const *calls, size_t n)
+{
+    for (size_t off = 0; off < n; off += SERVICE_BATCH_MAX) {
+        size_t len = n - off < SERVICE_BATCH_MAX ? n - off : SERVICE_BATCH_MAX;
+        group_nicknames(ctx, calls + off, len);
     }
 }
 

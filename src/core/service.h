@@ -57,4 +57,16 @@ void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp);
  */
 void service_handle_batch(void *ctx, struct rpc_call *const *calls, size_t n);
 
+/*
+ * The rpc_group_fn (rpc/server.h), run on a worker: service_handle_batch
+ * puts nickname-only UPDATE_PROFILE calls in one group, and this answers
+ * each batch of up to 64 of them with one pipelined Redis read of their
+ * sessions and cached rows, ONE multi-row autocommit UPDATE (a group
+ * commit: user_store_set_nicknames) and one pipelined cache refresh, where
+ * service_handle pays these round trips and a commit per edit. Answers all
+ * n calls: bad tokens and nicknames are refused one by one, and a second
+ * edit of a user already in the batch is done after it (service_handle).
+ */
+void service_handle_group(void *ctx, struct rpc_call *const *calls, size_t n);
+
 #endif

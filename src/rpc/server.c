@@ -29,6 +29,9 @@
 #define RPC_SERVER_READ_CHUNK 4096        /* bytes asked for by a recv before the header is known */
 #define RPC_SERVER_EVENTS 256             /* epoll events taken per pass */
 #define RPC_SERVER_WORKERS 64             /* default worker count */
+#define RPC_SERVER_GROUP_CONCURRENCY 2    /* default group handlers running per group */
+#define RPC_SERVER_GROUP_MAX 64           /* default calls per group handler call */
+#define RPC_SERVER_GROUP_MAX_CAP 1024     /* largest group_max accepted */
 
 /* Who may touch a connection's request: the loop (IDLE) or a worker (BUSY). */
 enum conn_state {
@@ -66,7 +69,14 @@ struct rpc_job {
     Rpc__Request *req;    /* decoded, owned */
     Rpc__Response resp;   /* answer, reset with rpc_response_reset */
     struct rpc_conn *conn;
-    struct rpc_job *next; /* worker queue link */
+    struct rpc_job *next; /* worker queue or group link */
+};
+
+/* Calls of one group waiting for a worker (see rpc_group_fn). */
+struct rpc_group {
+    struct rpc_job *head, *tail; /* waiting, in arrival order */
+    size_t waiting;              /* entries of head */
+    int running;                 /* group handlers of this group running now */
 };
 
 struct rpc_loop {
@@ -102,7 +112,8 @@ struct rpc_server {
     pthread_mutex_t jmu;  /* guards the job queue */
     pthread_cond_t jcond; /* a job was queued, or jstop set */
     struct rpc_job *jhead, *jtail;
-    int jstop;              /* workers exit once the queue is empty */
+    struct rpc_group groups[RPC_SERVER_GROUPS]; /* group n is groups[n - 1]; under jmu */
+    int jstop;              /* workers exit once the queue and the groups are empty */
     pthread_mutex_t mu;     /* guards loops_running */
     pthread_cond_t changed; /* a loop exited */
     int loops_running;
@@ -124,6 +135,10 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
     if (srv->opt.workers <= 0) srv->opt.workers = RPC_SERVER_WORKERS;
     if (srv->opt.max_connections <= 0) srv->opt.max_connections = 1;
     if (srv->opt.idle_timeout_ms <= 0) srv->opt.idle_timeout_ms = 60000;
+    if (srv->opt.group_concurrency <= 0) srv->opt.group_concurrency = RPC_SERVER_GROUP_CONCURRENCY;
+    if (srv->opt.group_max <= 0) srv->opt.group_max = RPC_SERVER_GROUP_MAX;
+    if (srv->opt.group_max > RPC_SERVER_GROUP_MAX_CAP)
+        srv->opt.group_max = RPC_SERVER_GROUP_MAX_CAP;
     srv->listen_fd = -1;
     if (opt->inherited_fd > 0) {
         int type = 0;
@@ -426,6 +441,23 @@ static void jobs_push(struct rpc_server *srv, struct rpc_job *job)
     pthread_mutex_unlock(&srv->jmu);
 }
 
+/* Queues job (undone, its call in group 1..RPC_SERVER_GROUPS) for that group's handler. */
+static void jobs_push_group(struct rpc_server *srv, struct rpc_job *job)
+{
+    struct rpc_group *g = &srv->groups[job->call.group - 1];
+    job->next = NULL;
+    pthread_mutex_lock(&srv->jmu);
+    if (g->tail != NULL)
+        g->tail->next = job;
+    else
+        g->head = job;
+    g->tail = job;
+    g->waiting++;
+    /* With every slot of the group taken, the calls wait and the group grows. */
+    if (g->running < srv->opt.group_concurrency) pthread_cond_signal(&srv->jcond);
+    pthread_mutex_unlock(&srv->jmu);
+}
+
 /* Wakes c's loop after queuing c on its ready list (the caller's reference goes with it). */
 static void loop_post_ready(struct rpc_loop *loop, struct rpc_conn *c)
 {
@@ -438,9 +470,104 @@ static void loop_post_ready(struct rpc_loop *loop, struct rpc_conn *c)
         log_error(0, "event=rpc_wakeup_failed error=\"%s\"", strerror(errno));
 }
 
+/* Writes job's answer on its connection (the loop writes nothing on a BUSY
+ * one); on failure shuts the socket down so that the loop closes it. */
+static void worker_reply(struct rpc_server *srv, struct rpc_job *job, struct rpc_buf *buf)
+{
+    struct rpc_conn *c = job->conn;
+    size_t len = rpc__response__get_packed_size(&job->resp);
+    int rc = len > UINT32_MAX ? RPC_ERR_NOMEM : rpc_buf_reserve(buf, len > 0 ? len : 1);
+    if (rc == RPC_OK) {
+        rpc__response__pack(&job->resp, buf->data);
+        rc = rpc_frame_write(c->fd, buf->data, (uint32_t)len, srv->opt.io_timeout_ms);
+    }
+    if (rc != RPC_OK) {
+        log_warn(0, "event=rpc_write_failed peer=%s reason=\"%s\"", c->peer, rpc_status_str(rc));
+        (void)shutdown(c->fd, SHUT_RDWR); /* the loop sees the hang-up and closes */
+    }
+    if (buf->cap > RPC_SERVER_BUF_KEEP) rpc_buf_free(buf);
+}
+
+/* Frees job and hands its connection back. */
+static void worker_release(struct rpc_job *job)
+{
+    struct rpc_conn *c = job->conn;
+    job_free(job);
+    /* Input arrived meanwhile (BUSY_INPUT): hand c back still busy, so
+     * the loop cannot take its next request before it has taken the
+     * hand-back; the loop makes it IDLE. Otherwise c is idle now. */
+    int busy = CONN_BUSY;
+    if (atomic_compare_exchange_strong(&c->state, &busy, CONN_IDLE))
+        conn_unref(c);
+    else
+        loop_post_ready(c->loop, c);
+}
+
 /*
- * A worker: runs the blocking handler and writes the answer itself (the loop
- * writes nothing on a BUSY connection), then hands the connection back.
+ * Takes work under jmu: up to group_max waiting calls of a group with a
+ * free slot (*group set to its index, the chain returned), else the oldest
+ * queued job (*group = -1). NULL when there is none.
+ */
+static struct rpc_job *worker_take(struct rpc_server *srv, int *group)
+{
+    for (int k = 0; k < RPC_SERVER_GROUPS; k++) {
+        struct rpc_group *g = &srv->groups[k];
+        if (g->head == NULL || g->running >= srv->opt.group_concurrency) continue;
+        struct rpc_job *first = g->head, *last = first;
+        size_t n = 1;
+        while (n < (size_t)srv->opt.group_max && last->next != NULL)
+            last = last->next, n++;
+        g->head = last->next;
+        if (g->head == NULL) g->tail = NULL;
+        last->next = NULL;
+        g->waiting -= n;
+        g->running++;
+        *group = k;
+        return first;
+    }
+    struct rpc_job *job = srv->jhead;
+    if (job != NULL) {
+        srv->jhead = job->next;
+        if (srv->jhead == NULL) srv->jtail = NULL;
+    }
+    *group = -1;
+    return job;
+}
+
+/* Runs the group handler on the chain of jobs (group index k), answers, releases. */
+static void worker_run_group(struct rpc_server *srv, int k, struct rpc_job *chain,
+                             struct rpc_buf *buf)
+{
+    struct rpc_call *calls[RPC_SERVER_GROUP_MAX_CAP];
+    size_t n = 0;
+
+    for (struct rpc_job *j = chain; j != NULL; j = j->next)
+        calls[n++] = &j->call;
+    if (!atomic_load(&srv->force)) {
+        if (srv->opt.group != NULL) {
+            srv->opt.group(srv->opt.handler_ctx, calls, n);
+        } else {
+            for (struct rpc_job *j = chain; j != NULL; j = j->next)
+                srv->opt.handler(srv->opt.handler_ctx, j->req, &j->resp);
+        }
+        for (struct rpc_job *j = chain; j != NULL; j = j->next)
+            worker_reply(srv, j, buf);
+    }
+    while (chain != NULL) {
+        struct rpc_job *next = chain->next;
+        worker_release(chain);
+        chain = next;
+    }
+    pthread_mutex_lock(&srv->jmu);
+    struct rpc_group *g = &srv->groups[k];
+    g->running--;
+    if (g->head != NULL) pthread_cond_signal(&srv->jcond); /* the calls that waited meanwhile */
+    pthread_mutex_unlock(&srv->jmu);
+}
+
+/*
+ * A worker: runs the blocking handler (or a group's) and writes the
+ * answers itself, then hands the connections back.
  */
 static void *worker_main(void *arg)
 {
@@ -448,42 +575,25 @@ static void *worker_main(void *arg)
     struct rpc_buf buf = {0};
 
     for (;;) {
+        int group;
         pthread_mutex_lock(&srv->jmu);
-        while (srv->jhead == NULL && !srv->jstop)
+        struct rpc_job *job = worker_take(srv, &group);
+        while (job == NULL && !srv->jstop) {
             pthread_cond_wait(&srv->jcond, &srv->jmu);
-        struct rpc_job *job = srv->jhead;
-        if (job != NULL) {
-            srv->jhead = job->next;
-            if (srv->jhead == NULL) srv->jtail = NULL;
+            job = worker_take(srv, &group);
         }
         pthread_mutex_unlock(&srv->jmu);
         if (job == NULL) break; /* jstop and nothing left */
 
-        struct rpc_conn *c = job->conn;
+        if (group >= 0) {
+            worker_run_group(srv, group, job, &buf);
+            continue;
+        }
         if (!atomic_load(&srv->force)) {
             srv->opt.handler(srv->opt.handler_ctx, job->req, &job->resp);
-            size_t len = rpc__response__get_packed_size(&job->resp);
-            int rc = len > UINT32_MAX ? RPC_ERR_NOMEM : rpc_buf_reserve(&buf, len > 0 ? len : 1);
-            if (rc == RPC_OK) {
-                rpc__response__pack(&job->resp, buf.data);
-                rc = rpc_frame_write(c->fd, buf.data, (uint32_t)len, srv->opt.io_timeout_ms);
-            }
-            if (rc != RPC_OK) {
-                log_warn(0, "event=rpc_write_failed peer=%s reason=\"%s\"", c->peer,
-                         rpc_status_str(rc));
-                (void)shutdown(c->fd, SHUT_RDWR); /* the loop sees the hang-up and closes */
-            }
-            if (buf.cap > RPC_SERVER_BUF_KEEP) rpc_buf_free(&buf);
+            worker_reply(srv, job, &buf);
         }
-        job_free(job);
-        /* Input arrived meanwhile (BUSY_INPUT): hand c back still busy, so
-         * the loop cannot take its next request before it has taken the
-         * hand-back; the loop makes it IDLE. Otherwise c is idle now. */
-        int busy = CONN_BUSY;
-        if (atomic_compare_exchange_strong(&c->state, &busy, CONN_IDLE))
-            conn_unref(c);
-        else
-            loop_post_ready(c->loop, c);
+        worker_release(job);
     }
     rpc_buf_free(&buf);
     return NULL;
@@ -527,7 +637,10 @@ static void loop_run_batch(struct rpc_loop *loop)
         struct rpc_conn *c = job->conn;
         if (!job->call.done) {
             atomic_fetch_add(&c->refs, 1);
-            jobs_push(srv, job);
+            if (job->call.group >= 1 && job->call.group <= RPC_SERVER_GROUPS)
+                jobs_push_group(srv, job);
+            else
+                jobs_push(srv, job);
             continue;
         }
         int rc = c->closed ? 0 : conn_answer(c, &job->resp);

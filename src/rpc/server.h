@@ -36,6 +36,9 @@ struct rpc_call {
     const Rpc__Request *req; /* decoded request; owned by the server */
     Rpc__Response *resp;     /* answer to fill (id already set), message.h ownership rule */
     int done;                /* set to 1 by the batch handler when resp is the final answer */
+    int group;               /* set by the batch handler on a call it leaves undone: 1..
+                                RPC_SERVER_GROUPS puts it in that group (see rpc_group_fn),
+                                0 (or out of range) sends it to a worker alone */
 };
 
 /*
@@ -46,6 +49,20 @@ struct rpc_call {
  * handler had never seen them (it must leave their resp untouched then).
  */
 typedef void (*rpc_batch_fn)(void *ctx, struct rpc_call *const *calls, size_t n);
+
+#define RPC_SERVER_GROUPS 4 /* group numbers a batch handler may use: 1..RPC_SERVER_GROUPS */
+
+/*
+ * Group commit, run on a worker with n >= 1 calls of one group (their
+ * call->group), possibly from several passes and loops: what a write costs
+ * once per round trip (a MySQL statement and its commit, a Redis pipeline)
+ * is then paid once for all of them. It must answer every call (fill each
+ * resp; done is ignored). Calls of a group wait while
+ * rpc_server_options.group_concurrency handlers of that group run; the next
+ * free worker takes up to group_max of the waiting ones at once. So under
+ * load the groups grow with the load, and alone a call waits for nobody.
+ */
+typedef void (*rpc_group_fn)(void *ctx, struct rpc_call *const *calls, size_t n);
 
 struct rpc_server_options {
     const char *host;         /* listen address, e.g. "127.0.0.1" */
@@ -65,7 +82,11 @@ struct rpc_server_options {
                                  Clients' pools see the close and reconnect. */
     rpc_handler_fn handler;   /* blocking handler, run on a worker */
     rpc_batch_fn batch;       /* fast path run on the loops; NULL: every call goes to a worker */
-    void *handler_ctx;        /* first argument of handler and batch */
+    rpc_group_fn group;       /* group handler; NULL: grouped calls go to handler one by one */
+    int group_concurrency;    /* handlers of one group running at once; <= 0 means 2 */
+    int group_max;            /* calls given to one group handler call at most; <= 0 means 64,
+                                 at most 1024 */
+    void *handler_ctx;        /* first argument of handler, batch and group */
     /* Called by rpc_server_run's thread at least every 200 ms while it runs
      * (and not during the drain), e.g. to ping systemd's watchdog or to reopen
      * the log after SIGHUP; NULL for none. Must not block. */

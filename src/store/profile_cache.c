@@ -170,10 +170,46 @@ int profile_cache_fill(struct redis_pool *pool, const char *username,
     return cache_set(pool, username, e, ttl_s, 1);
 }
 
-int profile_cache_put(struct redis_pool *pool, const char *username,
-                      const struct profile_cache_entry *e, int ttl_s)
+int profile_cache_put_many(struct redis_pool *pool, size_t n, const char *const *usernames,
+                           const struct profile_cache_entry *entries, int ttl_s, int *status,
+                           int wait_ms)
 {
-    return cache_set(pool, username, e, ttl_s, 0);
+    char(*keys)[PROFILE_KEY_MAX] = calloc(n, sizeof(*keys));
+    char **values = calloc(n, sizeof(*values));
+    struct redis_cmd *cmds = calloc(n, sizeof(*cmds));
+    char ttl[24];
+    int ttl_len = snprintf(ttl, sizeof(ttl), "%d", ttl_s);
+    size_t sent = 0;
+    int rc = STORE_NOMEM;
+
+    if (keys == NULL || values == NULL || cmds == NULL) goto done;
+    for (size_t i = 0; i < n; i++) {
+        int key_len = profile_key(keys[i], usernames[i]);
+        values[i] = key_len >= 0 && ttl_s > 0 ? entry_encode(&entries[i]) : NULL;
+        status[i] = STORE_ERROR; /* bad key or TTL, invalid UTF-8, out of memory */
+        if (values[i] == NULL) continue;
+        cmds[sent++] = (struct redis_cmd){
+            .argc = 5,
+            .argv = {"SET", keys[i], values[i], "EX", ttl},
+            .argvlen = {3, (size_t)key_len, strlen(values[i]), 2, (size_t)ttl_len},
+            .tag = i};
+    }
+    rc = sent > 0 ? redis_pool_pipeline(pool, sent, cmds, wait_ms) : STORE_OK;
+    if (rc != STORE_OK) goto done;
+    for (size_t k = 0; k < sent; k++) {
+        const redisReply *r = cmds[k].reply;
+        status[cmds[k].tag] = r->type == REDIS_REPLY_ERROR ? STORE_UNAVAILABLE : STORE_OK;
+        if (r->type == REDIS_REPLY_ERROR)
+            log_error(0, "event=redis_error op=set error=\"%.*s\"", (int)r->len, r->str);
+    }
+    redis_cmds_free_replies(cmds, sent);
+done:
+    for (size_t i = 0; values != NULL && i < n; i++)
+        free(values[i]);
+    free(keys);
+    free(values);
+    free(cmds);
+    return rc;
 }
 
 /* Reads one MGET sess:<jti> prof:<user> reply into *out (see profile_cache_session). Returns

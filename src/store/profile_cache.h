@@ -60,12 +60,19 @@ int profile_cache_fill(struct redis_pool *pool, const char *username,
                        const struct profile_cache_entry *e, int ttl_s);
 
 /*
- * Writer's refresh after a committed change: stores e for ttl_s seconds,
- * replacing any entry (SET EX). Returns STORE_OK, STORE_UNAVAILABLE or
- * STORE_ERROR as profile_cache_fill; on failure the caller invalidates.
+ * Writers' refresh after committed changes: stores entries[i] for
+ * usernames[i] for ttl_s seconds, replacing any entry (SET EX), the n
+ * commands pipelined in one round trip. On STORE_OK, status[i] is STORE_OK,
+ * STORE_ERROR (bad key or TTL, invalid UTF-8, out of memory: not sent) or
+ * STORE_UNAVAILABLE (Redis refused it, e.g. OOM); a writer whose entry
+ * was not stored invalidates it. Returns STORE_OK, or STORE_UNAVAILABLE /
+ * STORE_NOMEM for the whole batch (any of the entries may or may not have
+ * been stored: the writers invalidate them all). wait_ms as for
+ * redis_pool_pipeline.
  */
-int profile_cache_put(struct redis_pool *pool, const char *username,
-                      const struct profile_cache_entry *e, int ttl_s);
+int profile_cache_put_many(struct redis_pool *pool, size_t n, const char *const *usernames,
+                           const struct profile_cache_entry *entries, int ttl_s, int *status,
+                           int wait_ms);
 
 /*
  * The read path of every authenticated request in one round trip:

@@ -1,5 +1,7 @@
 #include "store/user_store.h"
 
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +16,10 @@
 
 /* Prepared statement slots in each pooled connection. */
 enum { ST_GET = 0, ST_SET_HASH = 1, ST_LOCK = 2, ST_UPDATE = 3, ST_SET_NICK = 4 };
+/* Slots ST_SET_NICKS + k (k = 1..6) hold the 2^k-row form of SQL_SET_NICKS. */
+enum { ST_SET_NICKS = ST_SET_NICK, ST_SET_NICKS_LOG2_MAX = 6 };
+_Static_assert(1 << ST_SET_NICKS_LOG2_MAX == USER_STORE_NICKNAMES_MAX, "one slot per row count");
+_Static_assert(ST_SET_NICKS + ST_SET_NICKS_LOG2_MAX < DB_STMT_SLOTS, "statement slots");
 
 static const char SQL_GET[] =
     "SELECT id, username, nickname, password_hash, picture FROM users WHERE username = ?";
@@ -186,37 +192,108 @@ static int set_password_hash(struct db_conn *c, const char *username, const char
     return n == 0 ? STORE_NOT_FOUND : STORE_OK;
 }
 
-static int set_nickname(struct db_conn *c, const char *username, const char *nickname)
-{
-    MYSQL_STMT *st;
-    MYSQL_BIND param[2];
-    unsigned long lens[2];
-    int rc;
+/*
+ * SQL_SET_NICKS for 2^k rows: "UPDATE users SET nickname = CASE username
+ * WHEN ? THEN ? ... END WHERE username IN (?, ...)". One statement is one
+ * round trip and one commit (one redo log write) for all the rows; the unique
+ * key on username makes the IN list 2^k index look-ups. Row counts between
+ * two powers of two repeat their last pair, which changes nothing, so seven
+ * prepared statements cover 1..64 rows.
+ */
+static char *sql_set_nicks[ST_SET_NICKS_LOG2_MAX + 1];
+static pthread_once_t sql_set_nicks_once = PTHREAD_ONCE_INIT;
 
-    rc = db_conn_prepare(c, ST_SET_NICK, SQL_SET_NICK, &st);
-    if (rc != STORE_OK) return rc;
-    bind_param_str(&param[0], nickname, &lens[0]);
-    bind_param_str(&param[1], username, &lens[1]);
-    if (mysql_stmt_bind_param(st, param) != 0 || mysql_stmt_execute(st) != 0)
-        return db_conn_fail(c, st, "set_nickname");
-    my_ulonglong n = mysql_stmt_affected_rows(st);
-    if (n == (my_ulonglong)-1) return db_conn_fail(c, st, "set_nickname");
-    /* CLIENT_FOUND_ROWS: an unchanged nickname still counts its row. */
-    return n == 0 ? STORE_NOT_FOUND : STORE_OK;
+static void sql_set_nicks_build(void)
+{
+    for (int k = 1; k <= ST_SET_NICKS_LOG2_MAX; k++) {
+        size_t rows = (size_t)1 << k;
+        /* "WHEN ? THEN ? " is 14 bytes, "?, " 3, the rest < 100 */
+        size_t cap = 100 + rows * 17;
+        char *sql = malloc(cap), *p = sql;
+        if (sql == NULL) return; /* that size then fails with STORE_NOMEM */
+        p += sprintf(p, "UPDATE users SET nickname = CASE username ");
+        for (size_t i = 0; i < rows; i++)
+            p += sprintf(p, "WHEN ? THEN ? ");
+        p += sprintf(p, "END WHERE username IN (");
+        for (size_t i = 0; i < rows; i++)
+            p += sprintf(p, i == 0 ? "?" : ", ?");
+        sprintf(p, ")");
+        sql_set_nicks[k] = sql;
+    }
 }
 
-int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname,
-                            int *maybe_written)
+/* One UPDATE for the n (1..64) rows; *found = the rows it matched
+ * (CLIENT_FOUND_ROWS: unchanged ones count). */
+static int set_nicknames(struct db_conn *c, size_t n, const char *const *usernames,
+                         const char *const *nicknames, size_t *found)
+{
+    MYSQL_BIND param[3 * USER_STORE_NICKNAMES_MAX];
+    unsigned long lens[3 * USER_STORE_NICKNAMES_MAX];
+    MYSQL_STMT *st;
+    int k = 0, rc;
+
+    if (n == 1) {
+        rc = db_conn_prepare(c, ST_SET_NICK, SQL_SET_NICK, &st);
+        if (rc != STORE_OK) return rc;
+        bind_param_str(&param[0], nicknames[0], &lens[0]);
+        bind_param_str(&param[1], usernames[0], &lens[1]);
+    } else {
+        while (((size_t)1 << k) < n)
+            k++;
+        size_t rows = (size_t)1 << k;
+        pthread_once(&sql_set_nicks_once, sql_set_nicks_build);
+        if (sql_set_nicks[k] == NULL) return STORE_NOMEM;
+        rc = db_conn_prepare(c, ST_SET_NICKS + k, sql_set_nicks[k], &st);
+        if (rc != STORE_OK) return rc;
+        for (size_t i = 0; i < rows; i++) {
+            size_t j = i < n ? i : n - 1; /* padding repeats the last pair */
+            bind_param_str(&param[2 * i], usernames[j], &lens[2 * i]);
+            bind_param_str(&param[2 * i + 1], nicknames[j], &lens[2 * i + 1]);
+            bind_param_str(&param[2 * rows + i], usernames[j], &lens[2 * rows + i]);
+        }
+    }
+    if (mysql_stmt_bind_param(st, param) != 0 || mysql_stmt_execute(st) != 0)
+        return db_conn_fail(c, st, "set_nickname");
+    my_ulonglong rows_found = mysql_stmt_affected_rows(st);
+    if (rows_found == (my_ulonglong)-1) return db_conn_fail(c, st, "set_nickname");
+    *found = (size_t)rows_found;
+    return STORE_OK;
+}
+
+/* set_nicknames, then, when some user was not found, which ones: each row
+ * once more alone (setting the same value again changes nothing). */
+static int set_nicknames_status(struct db_conn *c, size_t n, const char *const *usernames,
+                                const char *const *nicknames, int *status)
+{
+    size_t found = 0;
+    int rc = set_nicknames(c, n, usernames, nicknames, &found);
+    if (rc != STORE_OK) return rc;
+    for (size_t i = 0; i < n; i++)
+        status[i] = STORE_OK;
+    if (found == n) return STORE_OK;
+    for (size_t i = 0; i < n && n > 1; i++) {
+        rc = set_nicknames(c, 1, usernames + i, nicknames + i, &found);
+        if (rc != STORE_OK) return rc;
+        status[i] = found == 0 ? STORE_NOT_FOUND : STORE_OK;
+    }
+    if (n == 1) status[0] = STORE_NOT_FOUND;
+    return STORE_OK;
+}
+
+int user_store_set_nicknames(struct db_pool *pool, size_t n, const char *const *usernames,
+                             const char *const *nicknames, int *status, int *maybe_written)
 {
     struct db_conn *c;
     int rc;
 
     *maybe_written = 0;
+    if (n == 0) return STORE_OK;
+    if (n > USER_STORE_NICKNAMES_MAX) return STORE_ERROR;
     for (int attempt = 0;; attempt++) {
         rc = db_pool_acquire(pool, &c);
         if (rc != STORE_OK) return rc;
-        /* One autocommit statement: running it twice sets the same value. */
-        rc = set_nickname(c, username, nickname);
+        /* Autocommit statements: running them twice sets the same values. */
+        rc = set_nicknames_status(c, n, usernames, nicknames, status);
         int retry = attempt == 0 && db_pool_should_retry(pool, c, rc);
         db_pool_release(pool, c);
         if (!retry) {

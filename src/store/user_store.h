@@ -11,6 +11,7 @@
 #ifndef PROFILE_STORE_USER_STORE_H
 #define PROFILE_STORE_USER_STORE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "store/db_pool.h"
@@ -45,17 +46,24 @@ int user_store_get_by_username(struct db_pool *pool, const char *username, struc
 int user_store_set_password_hash(struct db_pool *pool, const char *username, const char *old_hash,
                                  const char *new_hash);
 
+#define USER_STORE_NICKNAMES_MAX 64 /* rows one user_store_set_nicknames call may set */
+
 /*
- * Sets the nickname of username (UTF-8, already validated) with a single
- * autocommit UPDATE: the common edit costs one round trip instead of a
- * four-statement transaction. Returns STORE_OK, STORE_NOT_FOUND (no such
- * user), STORE_UNAVAILABLE or STORE_ERROR. *maybe_written is set to 1 when
- * the failure came after the UPDATE was sent (the connection died: it may
- * have been applied), 0 when the row is certainly unchanged (no connection
- * could be had, or MySQL refused the statement).
+ * Sets the nicknames of n (1..USER_STORE_NICKNAMES_MAX) distinct users:
+ * nicknames[i] (UTF-8, already validated) for usernames[i], with ONE
+ * autocommit UPDATE ... CASE for all of them, so a batch of edits costs one
+ * round trip and one commit instead of n (the core's group commit,
+ * docs/performance.md). One statement: its rows commit together or not at
+ * all.
+ * On STORE_OK, status[i] is STORE_OK or STORE_NOT_FOUND (no such user).
+ * Returns STORE_OK, STORE_UNAVAILABLE, STORE_ERROR (also for n too large)
+ * or STORE_NOMEM, for all rows. *maybe_written is set to 1 when the failure
+ * came after the UPDATE was sent (the connection died: it may have been
+ * applied), 0 when the rows are certainly unchanged (no connection could be
+ * had, or MySQL refused the statement).
  */
-int user_store_set_nickname(struct db_pool *pool, const char *username, const char *nickname,
-                            int *maybe_written);
+int user_store_set_nicknames(struct db_pool *pool, size_t n, const char *const *usernames,
+                             const char *const *nicknames, int *status, int *maybe_written);
 
 /*
  * Sets the nickname (when nickname is not NULL; UTF-8, already validated)

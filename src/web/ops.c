@@ -138,6 +138,15 @@ static int render_core(struct web_request *req, struct html_buf *b)
                                  "profile_core_redis_errors_total %llu\n",
                                  (unsigned long long)m->mysql_errors,
                                  (unsigned long long)m->redis_errors);
+        rc |= web_metrics_printf(
+            b,
+            "# HELP profile_core_nickname_edits_total Nickname-only edits committed.\n"
+            "# TYPE profile_core_nickname_edits_total counter\n"
+            "profile_core_nickname_edits_total %llu\n"
+            "# HELP profile_core_nickname_commits_total UPDATE statements (group commits) "
+            "that committed them.\n# TYPE profile_core_nickname_commits_total counter\n"
+            "profile_core_nickname_commits_total %llu\n",
+            (unsigned long long)m->nickname_edits, (unsigned long long)m->nickname_commits);
     }
     rpc_call_free(resp);
     return rc;

@@ -467,8 +467,10 @@ def sql(statement):
     authentication, [stack] manage_mysql = 1) and returns its rows as lists
     of strings. For tests that must put the database in a state no API can
     (an old password hash)."""
-    proc = subprocess.run(["mariadb", "-S", _var_path("run", "mysqld.sock"), "-u", "root", "-N",
-                           "-B", config_value("mysql", "database", "profile"), "-e", statement],
+    # utf8mb4: the client's default (utf8mb3) shows a 4-byte character as "?".
+    proc = subprocess.run(["mariadb", "--default-character-set=utf8mb4", "-S", _var_path("run", "mysqld.sock"),
+                           "-u", "root", "-N", "-B", config_value("mysql", "database", "profile"),
+                           "-e", statement],
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
     out = proc.stdout.decode("utf-8", "replace")
     if proc.returncode != 0:

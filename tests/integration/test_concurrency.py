@@ -92,3 +92,103 @@ class SlowWorkTest(helpers.StackTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class NicknameGroupCommitTest(helpers.StackTestCase):
+    """Nickname edits that arrive together are committed together (one
+    multi-row UPDATE per group, docs/performance.md): each edit must still
+    be answered with its own value, land in MySQL and in the cache, and one
+    bad edit in a group must not fail the others."""
+
+    CLIENTS = 40
+    ROUNDS = 5
+
+    def scrape(self):
+        from test_operations import direct, parse_metrics, value
+        status, _, body = direct("GET", "/metrics")
+        self.assertEqual(status, 200)
+        samples, _ = parse_metrics(self, body.decode("utf-8"))
+        return {name: value(samples, name) or 0
+                for name in ("profile_core_nickname_edits_total", "profile_core_nickname_commits_total")}
+
+    def run_rounds(self, clients):
+        """clients: list of (token, label). Each round, every client sends one
+        edit at once (a barrier); returns {index: [(sent, response)]}."""
+        barrier = threading.Barrier(len(clients))
+        results = {i: [] for i in range(len(clients))}
+        errors = []
+
+        def client(i, token, label):
+            try:
+                for r in range(self.ROUNDS):
+                    nickname = "%s-%d-ünï 🎉" % (label, r)
+                    barrier.wait(30)
+                    results[i].append((nickname, helpers.patch_nickname(token, nickname)))
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+                barrier.abort()
+
+        threads = [threading.Thread(target=client, args=(i, t, l), daemon=True)
+                   for i, (t, l) in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        self.assertEqual(errors, [])
+        return results
+
+    def test_edits_sent_together_each_commit_their_own_value(self):
+        suffix = helpers.unique_suffix()
+        users = ["user%d" % (1101 + i) for i in range(self.CLIENTS)]
+        clients = [(login_token(self, u), "%s-%s" % (u, suffix)) for u in users]
+        # Two clients editing one user in the same rounds.
+        twin = login_token(self, "user1150")
+        clients += [(twin, "twinA-" + suffix), (twin, "twinB-" + suffix)]
+        before = self.scrape()
+        results = self.run_rounds(clients)
+        after = self.scrape()
+
+        for i in range(len(clients)):
+            for sent, resp in results[i]:
+                self.assertEqual(resp.status, 200, resp)
+                self.assertEqual(resp.json()["nickname"], sent)
+        for i, user in enumerate(users):
+            last = results[i][-1][0]
+            self.assertEqual(helpers.sql("SELECT nickname FROM users WHERE username = '%s'" % user),
+                             [[last]])
+            self.assertEqual(helpers.get_profile(clients[i][0]).json()["nickname"], last)
+        twin_last = {results[len(users)][-1][0], results[len(users) + 1][-1][0]}
+        stored = helpers.sql("SELECT nickname FROM users WHERE username = 'user1150'")[0][0]
+        self.assertIn(stored, twin_last)
+        self.assertEqual(helpers.get_profile(twin).json()["nickname"], stored)
+
+        edits = after["profile_core_nickname_edits_total"] - before["profile_core_nickname_edits_total"]
+        commits = after["profile_core_nickname_commits_total"] - before["profile_core_nickname_commits_total"]
+        self.assertGreaterEqual(edits, len(clients) * self.ROUNDS)
+        # Some edits shared a commit (the whole point); each commit holds at least one.
+        self.assertLess(commits, edits, "no two edits were committed together")
+        self.assertGreater(commits, 0)
+
+    def test_a_deleted_user_in_a_group_fails_alone(self):
+        suffix = helpers.unique_suffix()
+        users = ["user%d" % (1201 + i) for i in range(20)]
+        clients = [(login_token(self, u), "%s-%s" % (u, suffix)) for u in users]
+        gone = "user1230"
+        gone_token = login_token(self, gone)
+        row = helpers.sql("SELECT id, nickname, password_hash FROM users WHERE username = '%s'" % gone)[0]
+        helpers.sql("DELETE FROM users WHERE username = '%s'" % gone)
+        try:
+            clients.append((gone_token, "gone-" + suffix))
+            results = self.run_rounds(clients)
+        finally:
+            helpers.sql("INSERT INTO users (id, username, nickname, password_hash) VALUES (%s, '%s', '%s', '%s')"
+                        % (row[0], gone, row[1].replace("'", "''"), row[2]))
+        for i in range(len(users)):
+            for sent, resp in results[i]:
+                self.assertEqual(resp.status, 200, resp)
+                self.assertEqual(resp.json()["nickname"], sent)
+            self.assertEqual(helpers.sql("SELECT nickname FROM users WHERE username = '%s'" % users[i]),
+                             [[results[i][-1][0]]])
+        gone_statuses = [resp.status for _, resp in results[len(users)]]
+        # The first edit finds the row gone and ends the session; later ones present a dead session.
+        self.assertEqual(set(gone_statuses), {401}, gone_statuses)

@@ -128,7 +128,9 @@ class MetricsTest(helpers.StackTestCase):
                              ("profile_core_profile_cache_total", {"result": "hit"}),
                              ("profile_core_profile_cache_total", {"result": "miss"}),
                              ("profile_core_mysql_errors_total", {}),
-                             ("profile_core_redis_errors_total", {})):
+                             ("profile_core_redis_errors_total", {}),
+                             ("profile_core_nickname_edits_total", {}),
+                             ("profile_core_nickname_commits_total", {})):
             self.assertIsNotNone(value(samples, name, **labels), "missing %s%s" % (name, labels))
 
     def test_histogram_buckets_are_cumulative_and_inf_equals_count(self):

@@ -4,7 +4,8 @@
  * a slow request holds neither the loop nor other connections; a second
  * request before the answer, a bad header and a stalled frame close the
  * connection; a peer that leaves while a worker holds its request harms
- * nobody; stopping lets the request in flight finish.
+ * nobody; stopping lets the request in flight finish; calls of a group
+ * that arrive while its handler runs wait and go to the next call together.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -47,12 +48,15 @@ static void slow_handler(void *ctx, const Rpc__Request *req, Rpc__Response *resp
     handler_calls++;
 }
 
-/* Batch handler: answers the requests whose username starts with "fast". */
+/* Batch handler: answers the requests whose username starts with "fast";
+ * puts those starting with "group" in group 1 and "grp9" in group 9 (none). */
 static void fast_batch(void *ctx, struct rpc_call *const *calls, size_t n)
 {
     (void)ctx;
     for (size_t i = 0; i < n; i++) {
         const char *name = calls[i]->req->username;
+        if (name != NULL && strncmp(name, "group", 5) == 0) calls[i]->group = 1;
+        if (name != NULL && strncmp(name, "grp9", 4) == 0) calls[i]->group = 9;
         if (name == NULL || strncmp(name, "fast", 4) != 0) continue;
         char msg[128];
         snprintf(msg, sizeof(msg), "batch:%s", name);
@@ -60,6 +64,24 @@ static void fast_batch(void *ctx, struct rpc_call *const *calls, size_t n)
         rpc_str_set(&calls[i]->resp->message, msg);
         calls[i]->done = 1;
         batch_calls++;
+    }
+}
+
+/* Group handler: message = "group<n>:" + username for each of the n calls,
+ * after sleeping the first call's password ms. */
+static void test_group(void *ctx, struct rpc_call *const *calls, size_t n)
+{
+    (void)ctx;
+    int ms = calls[0]->req->password != NULL ? atoi(calls[0]->req->password) : 0;
+    if (ms > 0) {
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    for (size_t i = 0; i < n; i++) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "group%zu:%s", n, calls[i]->req->username);
+        calls[i]->resp->status = RPC__STATUS__STATUS_OK;
+        rpc_str_set(&calls[i]->resp->message, msg);
     }
 }
 
@@ -88,7 +110,9 @@ static struct running_server *server_start(int io_timeout_ms)
                                      .io_timeout_ms = io_timeout_ms,
                                      .idle_timeout_ms = 1500,
                                      .handler = slow_handler,
-                                     .batch = fast_batch};
+                                     .batch = fast_batch,
+                                     .group = test_group,
+                                     .group_concurrency = 1};
     rs->srv = rpc_server_create(&opt);
     assert_non_null(rs->srv);
     assert_int_equal(pthread_create(&rs->thread, NULL, server_thread, rs), 0);
@@ -444,6 +468,58 @@ static void stop_lets_the_request_in_flight_finish(void **state)
     free(rs);
 }
 
+/*
+ * Group commit: with one group handler allowed at a time, calls of the group
+ * that arrive while it runs wait and reach the next call all together; a
+ * group number out of range goes to the blocking handler alone.
+ */
+static void grouped_calls_wait_for_the_running_group_and_go_together(void **state)
+{
+    (void)state;
+    struct running_server *rs = server_start(2000);
+    int port = rpc_server_port(rs->srv);
+    int fds[6];
+    char out[128], want[128];
+    uint8_t frame[256];
+
+    for (int i = 0; i < 6; i++)
+        fds[i] = connect_to(port);
+    /* The first call holds the group's only slot for 400 ms... */
+    size_t n = request_frame(frame, sizeof(frame), 1, "group-first", 400);
+    assert_int_equal(send(fds[0], frame, n, MSG_NOSIGNAL), (ssize_t)n);
+    struct timespec ts = {0, 100 * 1000000L};
+    nanosleep(&ts, NULL);
+    /* ...so these five, sent meanwhile, wait and go together. */
+    for (int i = 1; i < 6; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "group-%d", i);
+        n = request_frame(frame, sizeof(frame), (uint64_t)(10 + i), name, 0);
+        assert_int_equal(send(fds[i], frame, n, MSG_NOSIGNAL), (ssize_t)n);
+    }
+    for (int i = 0; i < 6; i++) {
+        struct rpc_buf in = {0};
+        assert_int_equal(rpc_frame_read(fds[i], &in, 1 << 16, 5000), RPC_OK);
+        Rpc__Response *resp = rpc__response__unpack(NULL, in.len, in.data);
+        assert_non_null(resp);
+        assert_int_equal(resp->id, i == 0 ? 1 : 10 + i);
+        if (i == 0)
+            snprintf(want, sizeof(want), "group1:group-first");
+        else
+            snprintf(want, sizeof(want), "group5:group-%d", i);
+        assert_string_equal(resp->message, want);
+        rpc__response__free_unpacked(resp, NULL);
+        rpc_buf_free(&in);
+    }
+    /* The connections serve their next request as usual. */
+    assert_int_equal(raw_call(fds[1], 20, "group-again", 0, out, sizeof(out)), RPC_OK);
+    assert_string_equal(out, "group1:group-again");
+    assert_int_equal(raw_call(fds[2], 21, "grp9-alone", 0, out, sizeof(out)), RPC_OK);
+    assert_string_equal(out, "worker:grp9-alone");
+    for (int i = 0; i < 6; i++)
+        close(fds[i]);
+    server_stop(rs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +533,7 @@ int main(void)
         cmocka_unit_test(request_and_end_of_stream_together_are_answered),
         cmocka_unit_test(silent_and_idle_connections_are_closed),
         cmocka_unit_test(stop_lets_the_request_in_flight_finish),
+        cmocka_unit_test(grouped_calls_wait_for_the_running_group_and_go_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
