@@ -2,7 +2,8 @@
  * server: the web server's HTTP front, on libmicrohttpd.
  *
  * Listens on cfg.web.host:port with a pool of cfg.web.threads threads, each
- * polling its share of the connections (epoll on Linux). Routes requests
+ * polling its share of the connections with poll() (not epoll: see
+ * web_server_start). Routes requests
  * to pages.h (HTML), api.h (JSON) and files.h (pictures, static assets),
  * reads request bodies within their caps (refusing a too-large upload with
  * 413 from its Content-Length before reading it, or as soon as a streamed
