@@ -504,12 +504,10 @@ static void handle_get_profile(struct call *c)
 
 /* --------------------------------------------------------- UPDATE_PROFILE */
 
-/* Refreshes the cache after a committed change; when that fails, deletes
- * the entry so the next read goes to the database (read-your-writes). */
 /*
  * Writers' cache refresh after their commits: the n rows' entries in one
- * pipelined SET round trip; an entry that could not be stored is dropped
- * instead, so that the next read asks MySQL.
+ * pipelined SET round trip; an entry that could not be stored is deleted
+ * instead, so that the next read goes to the database (read-your-writes).
  */
 static void refresh_caches(struct service *svc, size_t n, struct call *const *cs,
                            const struct user_record *const *rows)
@@ -651,6 +649,9 @@ static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
         subs[i] = e[i].claims.sub;
     }
     size_t nlocks = lock_users(svc, e, n, locks);
+    /* Failures of the batch's shared calls are logged untagged (they belong
+     * to every edit of it), each edit's own lines with its tag. */
+    if (n > 1) (void)log_set_tag(NULL);
     int rc = profile_cache_get_sessions(svc->redis, n, jtis, subs, found, -1);
     for (size_t i = 0; i < n; i++) {
         struct nick_edit *x = &e[i];
@@ -675,6 +676,7 @@ static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
     }
 
     int maybe_written = 0;
+    if (n > 1) (void)log_set_tag(NULL);
     rc = m > 0 ? user_store_set_nicknames(svc->db, m, subs, nicks, status, &maybe_written)
                : STORE_OK;
     if (m > 0 && rc == STORE_OK) atomic_fetch_add(&svc->counters.nickname_commits, 1);
@@ -721,6 +723,7 @@ static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
         cs[done] = c;
         rows[done++] = &x->row;
     }
+    if (n > 1) (void)log_set_tag(NULL);
     if (done > 0) refresh_caches(svc, done, cs, rows);
     for (size_t i = 0; i < nlocks; i++)
         pthread_mutex_unlock(locks[i]);

@@ -51,9 +51,11 @@ void service_handle(void *ctx, const Rpc__Request *req, Rpc__Response *resp);
  * The rpc_batch_fn (rpc/server.h), run on an RPC event loop: answers the
  * batch's profile reads whose session and profile are cached in Redis with
  * one pipelined round trip for all of them (MGET sess:<jti> prof:<user>
- * each), and refuses bad tokens and dead sessions. Everything else (other
- * methods, cache misses, Redis failures) is left undone for service_handle
- * on a worker, which starts it afresh. Never blocks on MySQL or argon2id.
+ * each), answers returning users' logins the credential cache vouches for,
+ * and refuses bad tokens and dead sessions. Nickname-only edits are put in
+ * the group of service_handle_group; everything else (other methods, cache
+ * misses, Redis failures) is left undone for service_handle on a worker,
+ * which starts it afresh. Never blocks on MySQL or argon2id.
  */
 void service_handle_batch(void *ctx, struct rpc_call *const *calls, size_t n);
 

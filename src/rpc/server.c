@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/net.h"
 #include "rpc/frame.h"
 #include "rpc/message.h"
 
@@ -110,10 +111,12 @@ struct rpc_server {
     pthread_t *workers;
     int nworkers;
     pthread_mutex_t jmu;  /* guards the job queue */
-    pthread_cond_t jcond; /* a job was queued, or jstop set */
+    pthread_cond_t jcond; /* a job or a grouped call was queued, a group slot freed, or jstop set */
     struct rpc_job *jhead, *jtail;
     struct rpc_group groups[RPC_SERVER_GROUPS]; /* group n is groups[n - 1]; under jmu */
-    int jstop;              /* workers exit once the queue and the groups are empty */
+    int jstop;              /* set after the loops exit: a worker exits when it finds nothing
+                               it may take (a group's calls waiting for a busy slot are taken
+                               by that slot's worker when it finishes) */
     pthread_mutex_t mu;     /* guards loops_running */
     pthread_cond_t changed; /* a loop exited */
     int loops_running;
@@ -162,24 +165,13 @@ struct rpc_server *rpc_server_create(const struct rpc_server_options *opt)
         errno = EADDRNOTAVAIL;
         goto fail;
     }
-    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int fd = net_listen(res, 4096);
     if (fd < 0) goto fail_res;
-    int one = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
-        int saved = errno;
-        close(fd);
-        errno = saved;
-        goto fail_res;
-    }
     freeaddrinfo(res);
     srv->listen_fd = fd;
 listening:;
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof(ss);
-    if (getsockname(srv->listen_fd, (struct sockaddr *)&ss, &sl) == 0)
-        srv->port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                                   : ((struct sockaddr_in *)&ss)->sin_port);
+    int bound = net_local_port(srv->listen_fd);
+    if (bound > 0) srv->port = bound;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->changed, NULL);
     pthread_mutex_init(&srv->jmu, NULL);

@@ -7,8 +7,9 @@
  * every decoded request to the optional batch handler at once, which answers
  * what it can without blocking (a profile read: one pipelined Redis round
  * trip for the whole batch), and everything else goes to the workers, which
- * run the blocking handler (MySQL, argon2id, libvips) and write the answer
- * themselves. Why: with a thread per connection every request cost the core
+ * run the blocking handler (MySQL, argon2id, libvips), or the group handler
+ * for calls the batch handler put in a group (group commit, rpc_group_fn),
+ * and write the answers themselves. Why: with a thread per connection every request cost the core
  * two thread wake-ups and Redis one; batching shares them between all the
  * requests that arrived together (docs/performance.md).
  *
@@ -45,8 +46,9 @@ struct rpc_call {
  * Fast path, called on an event-loop thread with the n requests read in one
  * pass (n >= 1, from different connections). It must not block for long: a
  * loop serves many connections. It answers the calls it can and sets their
- * done; the others go to a worker and the blocking handler as if the batch
- * handler had never seen them (it must leave their resp untouched then).
+ * done; the others go to a worker and the blocking handler (or, when it set
+ * their group, the group handler) as if the batch handler had never seen
+ * them (it must leave their resp untouched then).
  */
 typedef void (*rpc_batch_fn)(void *ctx, struct rpc_call *const *calls, size_t n);
 

@@ -210,7 +210,7 @@ static void sql_set_nicks_build(void)
         /* "WHEN ? THEN ? " is 14 bytes, "?, " 3, the rest < 100 */
         size_t cap = 100 + rows * 17;
         char *sql = malloc(cap), *p = sql;
-        if (sql == NULL) return; /* that size then fails with STORE_NOMEM */
+        if (sql == NULL) return; /* this size and larger ones then fail with STORE_NOMEM */
         p += sprintf(p, "UPDATE users SET nickname = CASE username ");
         for (size_t i = 0; i < rows; i++)
             p += sprintf(p, "WHEN ? THEN ? ");
@@ -261,13 +261,16 @@ static int set_nicknames(struct db_conn *c, size_t n, const char *const *usernam
 }
 
 /* set_nicknames, then, when some user was not found, which ones: each row
- * once more alone (setting the same value again changes nothing). */
+ * once more alone (setting the same value again changes nothing). *applied
+ * is set once the first statement committed (a later failure then leaves
+ * rows written). */
 static int set_nicknames_status(struct db_conn *c, size_t n, const char *const *usernames,
-                                const char *const *nicknames, int *status)
+                                const char *const *nicknames, int *status, int *applied)
 {
     size_t found = 0;
     int rc = set_nicknames(c, n, usernames, nicknames, &found);
     if (rc != STORE_OK) return rc;
+    *applied = 1;
     for (size_t i = 0; i < n; i++)
         status[i] = STORE_OK;
     if (found == n) return STORE_OK;
@@ -284,23 +287,26 @@ int user_store_set_nicknames(struct db_pool *pool, size_t n, const char *const *
                              const char *const *nicknames, int *status, int *maybe_written)
 {
     struct db_conn *c;
-    int rc;
+    int rc, sent = 0; /* a statement may have been applied (connection lost, or committed) */
 
     *maybe_written = 0;
     if (n == 0) return STORE_OK;
     if (n > USER_STORE_NICKNAMES_MAX) return STORE_ERROR;
     for (int attempt = 0;; attempt++) {
         rc = db_pool_acquire(pool, &c);
-        if (rc != STORE_OK) return rc;
+        if (rc != STORE_OK) break;
         /* Autocommit statements: running them twice sets the same values. */
-        rc = set_nicknames_status(c, n, usernames, nicknames, status);
+        int applied = 0;
+        rc = set_nicknames_status(c, n, usernames, nicknames, status, &applied);
+        /* A pooled connection found dead (MySQL restarted or down: retried)
+         * ran nothing; a connection lost otherwise may have. */
         int retry = attempt == 0 && db_pool_should_retry(pool, c, rc);
+        if (applied || (rc == STORE_UNAVAILABLE && !retry)) sent = 1;
         db_pool_release(pool, c);
-        if (!retry) {
-            *maybe_written = rc == STORE_UNAVAILABLE; /* sent, then the connection failed */
-            return rc;
-        }
+        if (!retry) break;
     }
+    *maybe_written = rc != STORE_OK && sent;
+    return rc;
 }
 
 int user_store_set_password_hash(struct db_pool *pool, const char *username, const char *old_hash,

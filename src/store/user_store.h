@@ -53,14 +53,16 @@ int user_store_set_password_hash(struct db_pool *pool, const char *username, con
  * nicknames[i] (UTF-8, already validated) for usernames[i], with ONE
  * autocommit UPDATE ... CASE for all of them, so a batch of edits costs one
  * round trip and one commit instead of n (the core's group commit,
- * docs/performance.md). One statement: its rows commit together or not at
- * all.
+ * docs/performance.md). When that statement matched fewer rows than n (a
+ * user was deleted), each row is set once more alone to learn which one.
  * On STORE_OK, status[i] is STORE_OK or STORE_NOT_FOUND (no such user).
  * Returns STORE_OK, STORE_UNAVAILABLE, STORE_ERROR (also for n too large)
- * or STORE_NOMEM, for all rows. *maybe_written is set to 1 when the failure
- * came after the UPDATE was sent (the connection died: it may have been
- * applied), 0 when the rows are certainly unchanged (no connection could be
- * had, or MySQL refused the statement).
+ * or STORE_NOMEM, for all rows. *maybe_written is set to 1 when some row
+ * may have been changed although the call failed (a connection died after
+ * a statement was sent, or a statement had committed before a later one
+ * failed), 0 when no row changed (no connection could be had, MySQL refused
+ * the first statement, or the pooled connection was found dead - MySQL
+ * restarted or down - and no fresh one could be had).
  */
 int user_store_set_nicknames(struct db_pool *pool, size_t n, const char *const *usernames,
                              const char *const *nicknames, int *status, int *maybe_written);

@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "common/net.h"
 #include "rpc/client.h"
 #include "web/api.h"
 #include "web/files.h"
@@ -114,6 +117,10 @@ struct web_server {
     struct MHD_Daemon *daemon; /* NULL until started */
     struct web_app app;        /* shared with every request */
     int port;                  /* bound TCP port */
+    int listen_fd;             /* ours, not libmicrohttpd's (see acceptor_main); -1 = none */
+    pthread_t acceptor;        /* accepts and hands connections to the daemon */
+    int acceptor_started;      /* 1 once acceptor runs */
+    atomic_int stopping;       /* web_server_stop began: accept errors end the acceptor */
 };
 
 static uint64_t now_us(void)
@@ -643,6 +650,46 @@ static void format_size(char *out, size_t out_size, size_t bytes)
         snprintf(out, out_size, "%zu KiB", (bytes + 1023) / 1024);
 }
 
+/*
+ * The accept loop. libmicrohttpd's poll() mode accepts one connection per
+ * thread per pass over its connections, and a pass takes as long as the
+ * RPCs of the requests it serves: 2,000 connections opened at once waited
+ * up to 10 s to be accepted (nickname edits), so a load test's first
+ * requests timed out. Here every connection is accepted at once and handed
+ * to the thread (socket mod threads) with room, via MHD_add_connection.
+ */
+static void *acceptor_main(void *arg)
+{
+    struct web_server *srv = arg;
+    long last_warned_s = 0;
+
+    for (;;) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int fd = accept4(srv->listen_fd, (struct sockaddr *)&ss, &sl, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (fd < 0) {
+            if (atomic_load(&srv->stopping)) break; /* the listening socket was shut down */
+            if (errno == EINTR || errno == ECONNABORTED || errno == EPROTO) continue;
+            long now_s = (long)(now_us() / 1000000u);
+            if (now_s != last_warned_s) /* one line a second at most: EMFILE under attack */
+                log_error(0, "web: accept failed: %s", strerror(errno));
+            last_warned_s = now_s;
+            struct timespec ts = {0, 10 * 1000 * 1000}; /* EMFILE, ENOBUFS: let some close */
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        /* The daemon owns fd now, and closes it itself when it cannot take it. */
+        if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES) {
+            long now_s = (long)(now_us() / 1000000u);
+            if (now_s != last_warned_s)
+                log_warn(0, "web: connection refused by the HTTP daemon (limit %u): %s",
+                         connection_limit(), strerror(errno));
+            last_warned_s = now_s;
+        }
+    }
+    return NULL;
+}
+
 struct web_server *web_server_start(const struct config *cfg)
 {
     struct addrinfo hints, *ai = NULL;
@@ -653,6 +700,8 @@ struct web_server *web_server_start(const struct config *cfg)
         return NULL;
     }
     srv->app.cfg = cfg;
+    srv->listen_fd = -1;
+    atomic_init(&srv->stopping, 0);
     atomic_init(&srv->app.active, 0);
     format_size(limit, sizeof(limit), cfg->picture.max_bytes);
     snprintf(srv->app.picture_too_large_msg, sizeof(srv->app.picture_too_large_msg),
@@ -709,22 +758,29 @@ struct web_server *web_server_start(const struct config *cfg)
         log_error(0, "web: cannot resolve listen address %s: %s", cfg->web.host, gai_strerror(gai));
         goto fail;
     }
+    srv->listen_fd = net_listen(ai, 4096);
+    if (srv->listen_fd < 0) {
+        log_error(0, "web: cannot listen on %s:%d: %s (address in use, or not a local address?)",
+                  cfg->web.host, cfg->web.port, strerror(errno));
+        freeaddrinfo(ai);
+        goto fail;
+    }
     /* poll(), not epoll: with 0.9.75's (edge-triggered) epoll mode, connections
      * the client closed while their request was being answered were never
      * noticed: each 2,000-connection load run that ended mid-request left
      * ~1,900 sockets open, and once every thread's share of the connection
      * limit was taken the server accepted nothing more (test_concurrency
      * ConnectionChurnTest). poll() over a thread's ~125 connections at
-     * 2,000 costs the same (docs/performance.md). */
-    unsigned int flags =
-        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+     * 2,000 costs the same (docs/performance.md). No listening socket of its
+     * own: acceptor_main accepts for it. */
+    unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC |
+                         MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (ai->ai_family == AF_INET6) flags |= MHD_USE_IPv6;
     // clang-format off
     /* one option per line */
     srv->daemon = MHD_start_daemon(
-        flags, (uint16_t)cfg->web.port, NULL, NULL, handle, &srv->app,
+        flags, 0, NULL, NULL, handle, &srv->app,
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, /* first, so every message goes to our log */
-        MHD_OPTION_SOCK_ADDR, ai->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->web.threads,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->web.connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
@@ -735,12 +791,18 @@ struct web_server *web_server_start(const struct config *cfg)
     // clang-format on
     freeaddrinfo(ai);
     if (srv->daemon == NULL) {
-        log_error(0, "web: cannot listen on %s:%d (address in use, or not a local address?)",
-                  cfg->web.host, cfg->web.port);
+        log_error(0, "web: cannot start the HTTP daemon (libmicrohttpd) on %s:%d", cfg->web.host,
+                  cfg->web.port);
         goto fail;
     }
-    const union MHD_DaemonInfo *di = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    srv->port = di ? di->port : cfg->web.port;
+    int bound = net_local_port(srv->listen_fd);
+    srv->port = bound > 0 ? bound : cfg->web.port;
+    int err = pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
+    if (err != 0) {
+        log_error(0, "web: cannot start the accept thread: %s", strerror(err));
+        goto fail;
+    }
+    srv->acceptor_started = 1;
     log_info(0, "web: listening on http://%s:%d threads=%d core=%s:%d", cfg->web.host, srv->port,
              cfg->web.threads, cfg->rpc.core_host, cfg->rpc.core_port);
     return srv;
@@ -757,15 +819,15 @@ int web_server_port(const struct web_server *srv)
 void web_server_stop(struct web_server *srv, int drain_ms)
 {
     if (srv == NULL) return;
+    /* Refuse new connections at once instead of letting the kernel queue
+     * them in the backlog until the process exits (they would then be
+     * reset, and a load balancer could not tell that from a failure).
+     * shutdown() also wakes the acceptor's accept() (EINVAL). */
+    atomic_store(&srv->stopping, 1);
+    if (srv->listen_fd >= 0 && shutdown(srv->listen_fd, SHUT_RDWR) != 0)
+        log_warn(0, "web: shutdown of the listening socket: %s", strerror(errno));
+    if (srv->acceptor_started) pthread_join(srv->acceptor, NULL);
     if (srv->daemon != NULL) {
-        MHD_socket listener = MHD_quiesce_daemon(srv->daemon);
-        /* Refuse new connections at once instead of letting the kernel queue
-         * them in the backlog until the process exits (they would then be
-         * reset, and a load balancer could not tell that from a failure).
-         * shutdown() keeps the descriptor, which libmicrohttpd's threads may
-         * still hold for a moment; it is closed after MHD_stop_daemon. */
-        if (listener != MHD_INVALID_SOCKET && shutdown(listener, SHUT_RDWR) != 0)
-            log_warn(0, "web: shutdown of the listening socket: %s", strerror(errno));
         uint64_t deadline = now_us() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000u;
         /* Idle keep-alive connections are not waited for: only requests in progress. */
         while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
@@ -777,8 +839,8 @@ void web_server_stop(struct web_server *srv, int drain_ms)
         workers_destroy(srv->app.workers);
         srv->app.workers = NULL;
         MHD_stop_daemon(srv->daemon);
-        if (listener != MHD_INVALID_SOCKET) close(listener);
     }
+    if (srv->listen_fd >= 0) close(srv->listen_fd);
     workers_destroy(srv->app.workers);
     if (srv->app.pool != NULL) rpc_pool_destroy(srv->app.pool);
     if (srv->app.slow_pool != NULL) rpc_pool_destroy(srv->app.slow_pool);

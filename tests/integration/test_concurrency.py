@@ -96,9 +96,6 @@ class SlowWorkTest(helpers.StackTestCase):
         self.assert_flowing(latencies, statuses, "picture uploads")
 
 
-if __name__ == "__main__":
-    unittest.main()
-
 
 class NicknameGroupCommitTest(helpers.StackTestCase):
     """Nickname edits that arrive together are committed together (one
@@ -261,3 +258,7 @@ class ConnectionChurnTest(helpers.StackTestCase):
         finally:
             conn.close()
         self.assertLess(time.monotonic() - start, 1.0)
+
+
+if __name__ == "__main__":
+    unittest.main()
