@@ -147,10 +147,9 @@ static void reply_internal(struct call *c, const char *reason)
     reply_error(c, RPC__STATUS__STATUS_INTERNAL, "internal_error", reason, MSG_INTERNAL);
 }
 
-/* Maps a failed MySQL store call (not NOT_FOUND) to the reply. */
-static void reply_db_failure(struct call *c, int rc)
+/* Maps a failed MySQL store call (not NOT_FOUND) to the reply, uncounted. */
+static void reply_db_status(struct call *c, int rc)
 {
-    atomic_fetch_add(&c->svc->counters.mysql_errors, 1);
     if (rc == STORE_UNAVAILABLE)
         reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "database_unavailable",
                     "database_unavailable", MSG_DB_UNAVAILABLE);
@@ -158,15 +157,28 @@ static void reply_db_failure(struct call *c, int rc)
         reply_internal(c, rc == STORE_NOMEM ? "out_of_memory" : "database_error");
 }
 
-/* Maps a failed Redis store call (not NOT_FOUND) to the reply. */
-static void reply_redis_failure(struct call *c, int rc)
+/* reply_db_status, counting the failed call in METRICS. */
+static void reply_db_failure(struct call *c, int rc)
 {
-    atomic_fetch_add(&c->svc->counters.redis_errors, 1);
+    atomic_fetch_add(&c->svc->counters.mysql_errors, 1);
+    reply_db_status(c, rc);
+}
+
+/* Maps a failed Redis store call (not NOT_FOUND) to the reply, uncounted. */
+static void reply_redis_status(struct call *c, int rc)
+{
     if (rc == STORE_UNAVAILABLE)
         reply_error(c, RPC__STATUS__STATUS_UNAVAILABLE, "session_store_unavailable",
                     "redis_unavailable", MSG_REDIS_UNAVAILABLE);
     else
         reply_internal(c, rc == STORE_NOMEM ? "out_of_memory" : "redis_error");
+}
+
+/* reply_redis_status, counting the failed call in METRICS. */
+static void reply_redis_failure(struct call *c, int rc)
+{
+    atomic_fetch_add(&c->svc->counters.redis_errors, 1);
+    reply_redis_status(c, rc);
 }
 
 static void reply_bad_session(struct call *c, const char *reason)
@@ -524,12 +536,13 @@ static void refresh_caches(struct service *svc, size_t n, struct call *const *cs
     }
     int rc = profile_cache_put_many(svc->redis, n, users, entries, svc->cfg.core.cache_ttl_s,
                                     status, -1);
+    if (rc != STORE_OK) atomic_fetch_add(&svc->counters.redis_errors, 1); /* one call for all */
     for (size_t i = 0; i < n; i++) {
         if (rc == STORE_OK && status[i] == STORE_OK) continue;
         struct call *c = cs[i];
         int why = rc != STORE_OK ? rc : status[i];
         (void)log_set_tag(c->req->request_tag);
-        atomic_fetch_add(&svc->counters.redis_errors, 1);
+        if (rc == STORE_OK) atomic_fetch_add(&svc->counters.redis_errors, 1);
         log_warn(c->rid, "event=profile_cache_put outcome=failure reason=%s user=%s",
                  store_status_str(why), c->user);
         int drc = profile_cache_invalidate(svc->redis, users[i]);
@@ -653,11 +666,12 @@ static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
      * to every edit of it), each edit's own lines with its tag. */
     if (n > 1) (void)log_set_tag(NULL);
     int rc = profile_cache_get_sessions(svc->redis, n, jtis, subs, found, -1);
+    if (rc != STORE_OK) atomic_fetch_add(&svc->counters.redis_errors, 1); /* one call for all */
     for (size_t i = 0; i < n; i++) {
         struct nick_edit *x = &e[i];
         (void)log_set_tag(x->c.req->request_tag);
         if (rc != STORE_OK) {
-            reply_redis_failure(&x->c, rc);
+            reply_redis_status(&x->c, rc);
         } else if (found[i].status == STORE_NOT_FOUND) {
             reply_bad_session(&x->c, "session_gone");
         } else if (found[i].status != STORE_OK) {
@@ -680,6 +694,7 @@ static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
     rc = m > 0 ? user_store_set_nicknames(svc->db, m, subs, nicks, status, &maybe_written)
                : STORE_OK;
     if (m > 0 && rc == STORE_OK) atomic_fetch_add(&svc->counters.nickname_commits, 1);
+    if (m > 0 && rc != STORE_OK) atomic_fetch_add(&svc->counters.mysql_errors, 1); /* one call */
     for (size_t k = 0; k < m; k++) {
         struct nick_edit *x = &e[idx[k]];
         struct call *c = &x->c;
@@ -691,7 +706,7 @@ static void update_nicknames(struct service *svc, struct nick_edit *e, size_t n)
              * and dropping it would fail this user's reads and logins for as
              * long as MySQL is down (found by a fresh-user trial). */
             if (maybe_written) (void)profile_cache_invalidate(svc->redis, x->claims.sub);
-            reply_db_failure(c, rc);
+            reply_db_status(c, rc);
             continue;
         }
         if (status[k] == STORE_NOT_FOUND) {

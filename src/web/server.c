@@ -121,6 +121,8 @@ struct web_server {
     pthread_t acceptor;        /* accepts and hands connections to the daemon */
     int acceptor_started;      /* 1 once acceptor runs */
     atomic_int stopping;       /* web_server_stop began: accept errors end the acceptor */
+    atomic_int connections;    /* handed to the daemon and not yet closed by it */
+    int max_connections;       /* the acceptor refuses beyond this (connection_limit()) */
 };
 
 static uint64_t now_us(void)
@@ -650,6 +652,26 @@ static void format_size(char *out, size_t out_size, size_t bytes)
         snprintf(out, out_size, "%zu KiB", (bytes + 1023) / 1024);
 }
 
+/* libmicrohttpd's connection notifications: counts the connections it holds. */
+static void connection_event(void *cls, struct MHD_Connection *conn, void **socket_context,
+                             enum MHD_ConnectionNotificationCode toe)
+{
+    (void)conn;
+    (void)socket_context;
+    struct web_server *srv = cls;
+    if (toe == MHD_CONNECTION_NOTIFY_CLOSED) atomic_fetch_sub(&srv->connections, 1);
+}
+
+/* Answers a connection beyond the limit with a bare 503 (best effort: the
+ * socket is non-blocking and this fits any send buffer) and closes it. */
+static void refuse_connection(int fd)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                               "Retry-After: 1\r\nContent-Length: 0\r\n\r\n";
+    (void)send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL);
+    close(fd);
+}
+
 /*
  * The accept loop. libmicrohttpd's poll() mode accepts one connection per
  * thread per pass over its connections, and a pass takes as long as the
@@ -678,12 +700,26 @@ static void *acceptor_main(void *arg)
             nanosleep(&ts, NULL);
             continue;
         }
-        /* The daemon owns fd now, and closes it itself when it cannot take it. */
-        if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES) {
+        /* Never let the daemon refuse a connection itself: 0.9.75 then leaves
+         * a worker's mutex locked and that thread serves nothing again (found
+         * by a fresh-user trial with 4,500 connections; the daemon's own limit
+         * is set higher than this one). */
+        if (atomic_load(&srv->connections) >= srv->max_connections) {
+            refuse_connection(fd);
             long now_s = (long)(now_us() / 1000000u);
             if (now_s != last_warned_s)
-                log_warn(0, "web: connection refused by the HTTP daemon (limit %u): %s",
-                         connection_limit(), strerror(errno));
+                log_warn(0, "web: %d connections open, the limit: refusing new ones with 503",
+                         srv->max_connections);
+            last_warned_s = now_s;
+            continue;
+        }
+        /* The daemon owns fd now, and closes it itself when it cannot take it. */
+        atomic_fetch_add(&srv->connections, 1);
+        if (MHD_add_connection(srv->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES) {
+            atomic_fetch_sub(&srv->connections, 1);
+            long now_s = (long)(now_us() / 1000000u);
+            if (now_s != last_warned_s)
+                log_warn(0, "web: connection refused by the HTTP daemon: %s", strerror(errno));
             last_warned_s = now_s;
         }
     }
@@ -702,6 +738,8 @@ struct web_server *web_server_start(const struct config *cfg)
     srv->app.cfg = cfg;
     srv->listen_fd = -1;
     atomic_init(&srv->stopping, 0);
+    atomic_init(&srv->connections, 0);
+    srv->max_connections = (int)connection_limit();
     atomic_init(&srv->app.active, 0);
     format_size(limit, sizeof(limit), cfg->picture.max_bytes);
     snprintf(srv->app.picture_too_large_msg, sizeof(srv->app.picture_too_large_msg),
@@ -785,7 +823,9 @@ struct web_server *web_server_start(const struct config *cfg)
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)cfg->web.connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)CONNECTION_MEMORY,
         MHD_OPTION_UNESCAPE_CALLBACK, unescape_no_nul, NULL,
-        MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+        /* a quarter above the acceptor's: see acceptor_main */
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit() + connection_limit() / 4,
+        MHD_OPTION_NOTIFY_CONNECTION, connection_event, srv,
         MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
         MHD_OPTION_END);
     // clang-format on

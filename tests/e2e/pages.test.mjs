@@ -74,7 +74,10 @@ describe('login', () => {
       return { id: el.id, tag: el.tagName, text: el.textContent.trim(),
         outline: style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0 };
     });
-    // autofocus puts the caret in the username field.
+    // autofocus puts the caret in the username field (chromium applies it a
+    // moment after the load event: wait for it, up to 5 s, rather than race it).
+    await page.waitForFunction(() => document.activeElement && document.activeElement.id === 'username',
+      null, { timeout: 5000 }).catch(() => {});
     assert.equal((await focused()).id, 'username');
     await page.keyboard.type('user707');
     await page.keyboard.press('Tab');
