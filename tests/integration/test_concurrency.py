@@ -208,50 +208,63 @@ class ConnectionChurnTest(helpers.StackTestCase):
 
     RUNS = 3
     CONNECTIONS = 2000
+    OVER_LIMIT = 4500  # > the web's connection limit (4,096 at most)
 
-    def test_web_serves_and_frees_sockets_after_thousands_of_connections_leave(self):
-        wrk = shutil.which("wrk")
-        self.assertIsNotNone(wrk, "wrk is not installed (scripts/stack.sh deps installs it)")
+    def setUp(self):
+        self.wrk = shutil.which("wrk")
+        self.assertIsNotNone(self.wrk, "wrk is not installed (scripts/stack.sh deps installs it)")
+        self.host = helpers.config_value("web", "host", "127.0.0.1")
+        self.port = int(helpers.config_value("web", "port", "8080"))
+        with open(helpers._var_path("run", "web.pid")) as f:
+            self.pid = int(f.read().strip())
+
+    def descriptors(self):
+        return len(os.listdir("/proc/%d/fd" % self.pid))
+
+    def run_wrk(self, connections, path, *extra):
+        """wrk -t2 -c<connections> -d2s on path of the web server, with its
+        descriptor limit raised to fit; returns (output, requests served)."""
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = self.CONNECTIONS + 256
+        want = connections + 256
         if hard != resource.RLIM_INFINITY and hard < want:
             self.skipTest("RLIMIT_NOFILE hard limit %d < %d: wrk cannot open the connections" % (hard, want))
-        host = helpers.config_value("web", "host", "127.0.0.1")
-        port = int(helpers.config_value("web", "port", "8080"))
-        with open(helpers._var_path("run", "web.pid")) as f:
-            pid = int(f.read().strip())
-
-        def descriptors():
-            return len(os.listdir("/proc/%d/fd" % pid))
 
         def raise_limit():
             limit = want if hard == resource.RLIM_INFINITY else min(hard, max(want, soft))
             resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
 
+        proc = subprocess.run([self.wrk, "-t2", "-c%d" % connections, "-d2s", "--timeout", "5s"] + list(extra)
+                              + ["http://%s:%d%s" % (self.host, self.port, path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+                              preexec_fn=raise_limit)
+        out = proc.stdout.decode("utf-8", "replace")
+        self.assertEqual(proc.returncode, 0, out)
+        match = re.search(r"(\d+) requests in", out)
+        self.assertIsNotNone(match, out)
+        return out, int(match.group(1))
+
+    def assert_descriptors_freed(self, before):
+        freed = helpers.wait_for(lambda: self.descriptors() < before + 100, 10)
+        self.assertTrue(freed, "the web still holds %d descriptors (%d before the runs)"
+                        % (self.descriptors(), before))
+
+    def test_web_serves_and_frees_sockets_after_thousands_of_connections_leave(self):
         # Profile reads: each holds its connection for an RPC, so wrk's end
         # drops many connections in the middle of a request.
         token = login_token(self, "user1300")
-        before = descriptors()
+        before = self.descriptors()
         served = []
         for _ in range(self.RUNS):
-            proc = subprocess.run([wrk, "-t2", "-c%d" % self.CONNECTIONS, "-d2s", "--timeout", "5s",
-                                   "-H", "Cookie: %s=%s" % (helpers.SESSION_COOKIE, token),
-                                   "http://%s:%d/api/v1/profile" % (host, port)],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
-                                  preexec_fn=raise_limit)
-            out = proc.stdout.decode("utf-8", "replace")
-            self.assertEqual(proc.returncode, 0, out)
-            match = re.search(r"(\d+) requests in", out)
-            self.assertIsNotNone(match, out)
+            out, count = self.run_wrk(self.CONNECTIONS, "/api/v1/profile",
+                                      "-H", "Cookie: %s=%s" % (helpers.SESSION_COOKIE, token))
             self.assertNotIn("Non-2xx", out)
-            served.append(int(match.group(1)))
+            served.append(count)
         # Every run is served, not only the first (with the bug: 0 in the third).
         for count in served:
             self.assertGreater(count, self.CONNECTIONS, "requests served per run: %s" % served)
-        freed = helpers.wait_for(lambda: descriptors() < before + 100, 10)
-        self.assertTrue(freed, "the web still holds %d descriptors (%d before the runs)" % (descriptors(), before))
+        self.assert_descriptors_freed(before)
         start = time.monotonic()
-        conn = http.client.HTTPConnection(host, port, timeout=5)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=5)
         try:
             conn.request("GET", "/healthz")
             self.assertEqual(conn.getresponse().status, 200)
@@ -259,45 +272,17 @@ class ConnectionChurnTest(helpers.StackTestCase):
             conn.close()
         self.assertLess(time.monotonic() - start, 1.0)
 
-
     def test_connections_beyond_the_limit_are_refused_and_leave_the_server_serving(self):
-        # 4,500 > the web's connection limit (4,096 at most): the ones beyond
-        # get a bare 503; the server must serve normally afterwards. Found by
-        # a fresh-user trial: libmicrohttpd's own refusal left a worker's mutex
-        # locked, 15 of 16 threads served nothing again and SIGTERM hung.
-        wrk = shutil.which("wrk")
-        self.assertIsNotNone(wrk, "wrk is not installed (scripts/stack.sh deps installs it)")
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        want = 4500 + 256
-        if hard != resource.RLIM_INFINITY and hard < want:
-            self.skipTest("RLIMIT_NOFILE hard limit %d < %d: wrk cannot open the connections" % (hard, want))
-        host = helpers.config_value("web", "host", "127.0.0.1")
-        port = int(helpers.config_value("web", "port", "8080"))
-        with open(helpers._var_path("run", "web.pid")) as f:
-            pid = int(f.read().strip())
-
-        def descriptors():
-            return len(os.listdir("/proc/%d/fd" % pid))
-
-        def raise_limit():
-            limit = want if hard == resource.RLIM_INFINITY else min(hard, max(want, soft))
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
-
-        before = descriptors()
-        url = "http://%s:%d/healthz" % (host, port)
-        for conns in (4500, 2000):
-            proc = subprocess.run([wrk, "-t2", "-c%d" % conns, "-d2s", "--timeout", "5s", url],
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
-                                  preexec_fn=raise_limit)
-            out = proc.stdout.decode("utf-8", "replace")
-            self.assertEqual(proc.returncode, 0, out)
-            match = re.search(r"(\d+) requests in", out)
-            self.assertIsNotNone(match, out)
-            self.assertGreater(int(match.group(1)), conns, out)
+        # The connections beyond the limit get a bare 503; the server must
+        # serve normally afterwards. Found by a fresh-user trial:
+        # libmicrohttpd's own refusal left a worker's mutex locked, 15 of 16
+        # threads served nothing again and SIGTERM hung.
+        before = self.descriptors()
+        for conns in (self.OVER_LIMIT, self.CONNECTIONS):
+            out, count = self.run_wrk(conns, "/healthz")
+            self.assertGreater(count, conns, out)
         self.assertNotIn("Non-2xx", out)  # the 2,000 run: nothing refused
-        freed = helpers.wait_for(lambda: descriptors() < before + 100, 10)
-        self.assertTrue(freed, "the web still holds %d descriptors (%d before the runs)" % (descriptors(), before))
-
+        self.assert_descriptors_freed(before)
 
 if __name__ == "__main__":
     unittest.main()
