@@ -105,7 +105,7 @@ static void config_defaults(struct config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     snprintf(cfg->web.host, sizeof(cfg->web.host), "127.0.0.1");
     cfg->web.port = 8080;
-    cfg->web.threads = 16;
+    cfg->web.threads = 4;
     snprintf(cfg->web.templates_dir, sizeof(cfg->web.templates_dir), "web/templates");
     snprintf(cfg->web.static_dir, sizeof(cfg->web.static_dir), "web/static");
     cfg->web.connection_timeout_s = 75; /* 30 cut busy connections at 2,000 (performance.md) */
@@ -113,7 +113,7 @@ static void config_defaults(struct config *cfg)
 
     snprintf(cfg->rpc.core_host, sizeof(cfg->rpc.core_host), "127.0.0.1");
     cfg->rpc.core_port = 9090;
-    cfg->rpc.pool_size = 32;
+    cfg->rpc.pool_size = 64;
     cfg->rpc.slow_pool_size = 16;
     cfg->rpc.connect_timeout_ms = 500;
     cfg->rpc.io_timeout_ms = 2000;

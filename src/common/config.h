@@ -22,7 +22,7 @@
 struct config_web {
     char host[CONFIG_STR_MAX]; /* listen address; default 127.0.0.1 */
     int port;                  /* listen TCP port; default 8080 */
-    int threads;               /* HTTP worker threads; default 8 */
+    int threads;               /* HTTP event-loop threads; default 4 */
     int cookie_secure;         /* 1: add Secure to cookies (HTTPS site) */
     char
         trusted_proxies[CONFIG_STR_MAX]; /* comma-separated IPs whose X-Forwarded-For is believed */
@@ -36,7 +36,7 @@ struct config_web {
 struct config_rpc {
     char core_host[CONFIG_STR_MAX]; /* where the web server finds the core; default 127.0.0.1 */
     int core_port;                  /* default 9090 */
-    int pool_size;      /* max persistent connections web -> core for fast requests; default 32 */
+    int pool_size;      /* max persistent connections web -> core for fast requests; default 64 */
     int slow_pool_size; /* connections and worker threads for slow requests (logins, uploads);
                            default 16 */
     int connect_timeout_ms; /* TCP connect to the core, milliseconds; default 500 */

@@ -61,12 +61,19 @@ static int is_local_scrape(const struct web_request *req)
 }
 
 /* RPC pool series, each family in one group as the text format requires. */
-static int render_pools(struct html_buf *b, struct rpc_pool *fast, struct rpc_pool *slow)
+static int render_pools(struct html_buf *b, const struct web_app *app)
 {
-    struct rpc_pool_stats st[2];
+    struct rpc_pool_stats st[2], extra;
     const char *names[2] = {"fast", "slow"};
-    rpc_pool_get_stats(fast, &st[0]);
-    rpc_pool_get_stats(slow, &st[1]);
+    /* "fast": the reactor plus the blocking connections a fast request's second RPC uses. */
+    rpc_async_get_stats(app->async, &st[0]);
+    rpc_pool_get_stats(app->pool, &extra);
+    st[0].open += extra.open;
+    st[0].idle += extra.idle;
+    st[0].calls += extra.calls;
+    st[0].failures += extra.failures;
+    st[0].reconnects += extra.reconnects;
+    rpc_pool_get_stats(app->slow_pool, &st[1]);
     int rc = web_metrics_printf(b, "# HELP profile_web_rpc_pool_connections Connections to the "
                                    "core, by pool and state.\n"
                                    "# TYPE profile_web_rpc_pool_connections gauge\n");
@@ -167,7 +174,7 @@ enum MHD_Result ops_metrics(struct web_request *req)
                              "yet answered.\n# TYPE profile_web_http_requests_in_flight gauge\n"
                              "profile_web_http_requests_in_flight %d\n",
                              atomic_load(&app->active));
-    rc |= render_pools(&b, app->pool, app->slow_pool);
+    rc |= render_pools(&b, app);
     rc |= render_core(req, &b);
     size_t len = 0;
     char *body = rc == 0 ? html_buf_take(&b, &len) : NULL;

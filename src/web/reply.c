@@ -52,8 +52,9 @@ enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Resp
         MHD_destroy_response(r);
         return MHD_NO;
     }
-    if (req->retry_slow) {
-        /* The handler's answer to STATUS_WOULD_BLOCK: the slow lane answers instead. */
+    if (req->retry_slow || req->async_state == REQUEST_ASYNC_PREPARED) {
+        /* The handler's answer to STATUS_WOULD_BLOCK (the slow lane answers instead), or to
+         * an RPC only packed so far (the handler runs again with the answer). */
         MHD_destroy_response(r);
         return MHD_YES;
     }

@@ -261,10 +261,26 @@ int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp)
     rr->request_tag = req->request_tag;
     rr->fast_only = req->fast_first && !req->deferred;
     *resp = NULL;
-    int rc = rpc_call(req->pool, rr, resp);
+    int rc;
+    if (req->async && req->async_state == REQUEST_ASYNC_NONE) {
+        rc = rpc_async_pack(rr, req->app->cfg->rpc.max_frame_bytes, &req->async_call);
+        if (rc == RPC_OK) {
+            req->async_state = REQUEST_ASYNC_PREPARED;
+            return -1;
+        }
+    } else if (req->async && req->async_state == REQUEST_ASYNC_ANSWERED) {
+        rc = req->async_rc;
+        *resp = req->async_resp;
+        req->async_resp = NULL;
+        req->async_state = REQUEST_ASYNC_CONSUMED;
+    } else {
+        /* the slow lane, or a fast handler's second RPC (none makes one today) */
+        rc = rpc_call(req->pool, rr, resp);
+    }
     if (rc != RPC_OK) {
         log_warn(req->rid, "rpc method=%s rpc_id=%llu outcome=unavailable error=\"%s\"",
                  rpc_method_str(rr->method), (unsigned long long)rr->id, rpc_status_str(rc));
+        rpc_call_free(*resp);
         *resp = NULL;
         return -1;
     }

@@ -20,6 +20,7 @@
 
 #include "common/config.h"
 #include "profile.pb-c.h"
+#include "rpc/async.h"
 #include "rpc/client.h"
 #include "web/csrf.h"
 #include "web/form.h"
@@ -36,7 +37,8 @@ struct web_metrics; /* web/metrics.h */
  * (except the counter, which is atomic). */
 struct web_app {
     const struct config *cfg;       /* loaded configuration; outlives the server */
-    struct rpc_pool *pool;          /* connections to the core for fast requests */
+    struct rpc_async *async;        /* the fast lane's RPC reactor (rpc/async.h) */
+    struct rpc_pool *pool;          /* blocking connections for a fast request's second RPC */
     struct rpc_pool *slow_pool;     /* connections to the core for slow requests */
     struct workers *workers;        /* threads that run slow requests (web/workers.h) */
     struct pages *pages;            /* parsed HTML templates */
@@ -46,6 +48,15 @@ struct web_app {
     char picture_too_large_msg[96]; /* "The picture is larger than 10 MiB.", built once */
     struct csrf_key csrf;           /* key of the HTML forms' CSRF tokens (web/csrf.h) */
     atomic_int active;              /* requests begun and not yet completed (for draining) */
+};
+
+/* Where a fast-lane request's RPC is (see request_rpc and web/server.c). */
+enum request_async {
+    REQUEST_ASYNC_NONE,      /* no RPC asked for yet */
+    REQUEST_ASYNC_PREPARED,  /* the handler packed one: its reply is dropped, finish() sends it */
+    REQUEST_ASYNC_SUBMITTED, /* sent, connection suspended until the reactor answers */
+    REQUEST_ASYNC_ANSWERED,  /* the handler runs again and request_rpc returns the answer */
+    REQUEST_ASYNC_CONSUMED,  /* answer handed over; a further RPC is made blocking */
 };
 
 /* How a route takes its request body. */
@@ -99,6 +110,15 @@ struct web_request {
     struct MHD_Response *deferred_response; /* response built by the worker, or NULL */
     int deferred_status;                    /* its HTTP status */
     enum MHD_Result deferred_result;        /* what the handler returned */
+
+    /* fast lane: the handler runs until its RPC, which goes to app->async while the connection
+     * is suspended; then it runs again from the top and gets the answer (a replay: handlers are
+     * deterministic up to their RPC and have no effect but their reply, which is dropped) */
+    int async;                         /* 1: request_rpc() goes through app->async */
+    enum request_async async_state;    /* see enum request_async */
+    struct rpc_async_call *async_call; /* REQUEST_ASYNC_PREPARED: the packed RPC; heap */
+    int async_rc;                      /* REQUEST_ASYNC_ANSWERED: the call's rpc_status */
+    Rpc__Response *async_resp;         /* REQUEST_ASYNC_ANSWERED: its answer; heap */
 };
 
 /*
@@ -155,6 +175,9 @@ char *request_cookie(const struct web_request *req, const char *name);
  * Sends rr to the core (filling rr->id, client_ip and request_tag from req)
  * and stores the answer in *resp (free with rpc_call_free). Returns 0, or
  * -1 when the core could not be asked (logged; answer 503, *resp NULL).
+ * On the fast lane (req->async) the first call only packs rr and returns -1
+ * without logging: the reply the handler then builds is dropped, and when
+ * the handler runs again with the answer this returns it.
  */
 int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp);
 

@@ -401,6 +401,8 @@ static enum body_spec route_request(struct web_request *req)
             if (r->m[i].lane == LANE_SLOW) {
                 req->slow = 1;
                 req->pool = req->app->slow_pool;
+            } else {
+                req->async = 1;
             }
             req->fast_first = r->m[i].lane == LANE_LOGIN;
             return r->m[i].body;
@@ -440,26 +442,58 @@ static void slow_job(void *arg)
     MHD_resume_connection(req->conn);
 }
 
-/* Last call: the whole body has arrived. */
-static enum MHD_Result finish(struct web_request *req)
+/* Forgets what a dropped run of the handler set for its reply (web/request.h). */
+static void reply_state_reset(struct web_request *req)
 {
-    if (req->form != NULL && !req->body_error) {
-        int st = form_finish(req->form);
-        if (st != FORM_OK) form_failed(req, st);
-    }
+    req->rpc_calls = 0; /* the answering RPC carries the request's id, as the logs expect */
+    free(req->set_cookie);
+    free(req->set_csrf_cookie);
+    req->set_cookie = req->set_csrf_cookie = NULL;
+    req->allow = NULL;
+}
+
+/* The reactor's answer to a fast request's RPC (rpc/async.h): on the reactor thread. */
+static void async_done(void *arg, int status, Rpc__Response *resp)
+{
+    struct web_request *req = arg;
+    req->async_rc = status;
+    req->async_resp = resp;
+    /* From here on req belongs to its libmicrohttpd thread again. */
+    MHD_resume_connection(req->conn);
+}
+
+/* Sends the RPC the handler packed; the handler runs again once it is answered. */
+static enum MHD_Result async_send(struct web_request *req)
+{
+    struct rpc_async_call *call = req->async_call;
+    req->async_call = NULL;
+    req->async_state = REQUEST_ASYNC_SUBMITTED;
+    /* Suspend before submitting: the answer may come at once. */
+    MHD_suspend_connection(req->conn);
+    int rc = rpc_async_submit(req->app->async, call, async_done, req);
+    if (rc != RPC_OK) async_done(req, rc, NULL); /* stopping: the replay answers 503 */
+    return MHD_YES;
+}
+
+/*
+ * Runs the handler and sends the request on to where it continues: the
+ * RPC it packed to the reactor (fast lane), or the whole request to a
+ * worker (slow lane, and a login the core could not answer without
+ * argon2id).
+ */
+static enum MHD_Result run(struct web_request *req)
+{
     if (!req->slow || req->body_error) {
         enum MHD_Result q = req->handler(req);
+        if (req->async_state == REQUEST_ASYNC_PREPARED) return async_send(req);
         if (!req->retry_slow) return q;
         /* A login the core could not answer without argon2id: from the top,
          * on the slow lane (the handler had no effect: its reply was dropped). */
         req->retry_slow = 0;
-        req->rpc_calls = 0; /* the answering RPC carries the request's id, as the logs expect */
         req->slow = 1;
+        req->async = 0;
         req->pool = req->app->slow_pool;
-        free(req->set_cookie);
-        free(req->set_csrf_cookie);
-        req->set_cookie = req->set_csrf_cookie = NULL;
-        req->allow = NULL;
+        reply_state_reset(req);
     }
     /* Suspend before queueing: the worker may resume it at once. */
     MHD_suspend_connection(req->conn);
@@ -478,6 +512,24 @@ static enum MHD_Result finish(struct web_request *req)
         MHD_resume_connection(req->conn);
     }
     return MHD_YES;
+}
+
+/* Last call: the whole body has arrived. */
+static enum MHD_Result finish(struct web_request *req)
+{
+    if (req->form != NULL && !req->body_error) {
+        int st = form_finish(req->form);
+        if (st != FORM_OK) form_failed(req, st);
+    }
+    return run(req);
+}
+
+/* Called again after the reactor resumed the connection: the replay. */
+static enum MHD_Result async_resume(struct web_request *req)
+{
+    req->async_state = REQUEST_ASYNC_ANSWERED;
+    reply_state_reset(req);
+    return run(req);
 }
 
 /* Called again after a slow request's worker resumed the connection. */
@@ -524,12 +576,25 @@ static void request_free(struct web_request *req)
 {
     atomic_fetch_sub(&req->app->active, 1);
     if (req->deferred_response != NULL) MHD_destroy_response(req->deferred_response);
+    rpc_async_call_free(req->async_call);
+    rpc_call_free(req->async_resp);
     form_destroy(req->form);
     html_buf_free(&req->body);
     free(req->set_cookie);
     free(req->set_csrf_cookie);
     free(req->path);
     free(req);
+}
+
+/* A handler's last word: something is queued, or on its way (suspended). */
+static enum MHD_Result checked(struct web_request *req, enum MHD_Result r)
+{
+    if (r == MHD_YES && req->status == 0 && !req->deferred &&
+        req->async_state != REQUEST_ASYNC_SUBMITTED) {
+        log_error(req->rid, "http: handler for %s queued no response", req->path);
+        return MHD_NO;
+    }
+    return r;
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url,
@@ -546,6 +611,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *con_cls = req;
         return begin(req, version);
     }
+    if (req->async_state == REQUEST_ASYNC_SUBMITTED) return checked(req, async_resume(req));
     if (req->deferred) return finish_deferred(req);
     if (req->status != 0) { /* answered already; drop whatever still arrives */
         *upload_data_size = 0;
@@ -556,12 +622,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         *upload_data_size = 0;
         return r;
     }
-    enum MHD_Result r = finish(req);
-    if (r == MHD_YES && req->status == 0 && !req->deferred) {
-        log_error(req->rid, "http: handler for %s queued no response", req->path);
-        return MHD_NO;
-    }
-    return r;
+    return checked(req, finish(req));
 }
 
 static const char *termination_str(enum MHD_RequestTerminationCode toe)
@@ -770,6 +831,11 @@ struct web_server *web_server_start(const struct config *cfg)
         log_error(0, "web: cannot load the templates from %s", cfg->web.templates_dir);
         goto fail;
     }
+    srv->app.async = rpc_async_create(&cfg->rpc);
+    if (srv->app.async == NULL) {
+        log_error(0, "web: cannot start the RPC reactor: %s", strerror(errno));
+        goto fail;
+    }
     srv->app.pool = rpc_pool_create(&cfg->rpc);
     struct config_rpc slow_rpc = cfg->rpc;
     slow_rpc.pool_size = cfg->rpc.slow_pool_size;
@@ -874,14 +940,17 @@ void web_server_stop(struct web_server *srv, int drain_ms)
             struct timespec ts = {0, 10 * 1000 * 1000};
             nanosleep(&ts, NULL);
         }
-        /* Slow requests still on a worker finish (bounded by io_timeout_ms) before the
-         * daemon goes: stopping it under a suspended connection is not allowed. */
+        /* Fast requests still waiting for the core are answered 503 and slow ones on a
+         * worker finish (bounded by io_timeout_ms) before the daemon goes: stopping it
+         * under a suspended connection is not allowed. */
+        rpc_async_stop(srv->app.async);
         workers_destroy(srv->app.workers);
         srv->app.workers = NULL;
         MHD_stop_daemon(srv->daemon);
     }
     if (srv->listen_fd >= 0) close(srv->listen_fd);
     workers_destroy(srv->app.workers);
+    rpc_async_destroy(srv->app.async);
     if (srv->app.pool != NULL) rpc_pool_destroy(srv->app.pool);
     if (srv->app.slow_pool != NULL) rpc_pool_destroy(srv->app.slow_pool);
     pages_free(srv->app.pages);

@@ -10,9 +10,12 @@
  * body passes the limit), and writes one access log line per request
  * (method, path, status, duration_us, rid, ip).
  *
- * Handlers call the core over RPC and block their thread meanwhile; the
- * pool's connect timeout bounds that at about a second when the core is
- * down, so every route then answers 503 quickly.
+ * No thread waits for the core: a fast request's handler runs up to its
+ * RPC, the connection is suspended while the RPC reactor (rpc/async.h)
+ * carries the call, and the handler runs again with the answer (see
+ * web/request.h); slow requests run on web/workers.h. The connect timeout
+ * bounds a call at about a second when the core is down, so every route
+ * then answers 503 quickly.
  */
 #ifndef PROFILE_WEB_SERVER_H
 #define PROFILE_WEB_SERVER_H

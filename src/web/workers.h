@@ -5,9 +5,10 @@
  *
  * libmicrohttpd multiplexes many connections on each of its few threads; a
  * handler that blocks there stalls every other connection that thread owns.
- * Fast requests (profile reads, nickname changes: one short RPC) still run
- * inline, which is cheapest; a slow one suspends its connection, runs here
- * and resumes it. The slow lane has its own RPC pool too, so a burst of
+ * Fast requests (profile reads, nickname changes: one short RPC) never
+ * block: their RPC goes to the reactor (rpc/async.h); a slow one (it may
+ * hold a blocking connection for seconds) suspends its connection, runs
+ * here and resumes it. The slow lane has its own RPC pool too, so a burst of
  * logins can neither hold libmicrohttpd's threads nor take every pooled
  * connection to the core: profile reads keep flowing (a bulkhead).
  */

@@ -8,7 +8,9 @@ or setUpClass fails). Named so it runs last in an alphabetical run.
 """
 
 import concurrent.futures
+import os
 import random
+import signal
 import time
 import unittest
 
@@ -104,6 +106,39 @@ class CoreDownTest(helpers.StackTestCase):
         slowest = max(elapsed for _, elapsed in results)
         self.assertEqual(statuses, [503])
         self.assertLess(slowest, QUICK_S, "slowest 503 took %.2f s" % slowest)
+
+
+class CoreHungTest(helpers.StackTestCase):
+    """A core that accepts but never answers (SIGSTOP): every request waits its
+    io_timeout_ms and gets 503, and meanwhile no web thread is held, so
+    requests that need no core are answered at once (the fast lane's RPC
+    reactor, src/rpc/async.h; with blocking RPCs a few dozen of these
+    requests took every web thread for 2 s)."""
+
+    @classmethod
+    def setUpClass(cls):
+        resp, cls.token = login("user403")
+        if cls.token is None:
+            raise AssertionError("login before freezing the core failed: %r" % resp)
+        with open(helpers._var_path("run", "core.pid")) as f:
+            cls.core_pid = int(f.read().strip())
+        os.kill(cls.core_pid, signal.SIGSTOP)
+        cls.addClassCleanup(os.kill, cls.core_pid, signal.SIGCONT)
+
+    def test_waiting_requests_hold_no_thread_and_all_answer_503(self):
+        io_timeout_s = int(helpers.config_value("rpc", "io_timeout_ms", "2000")) / 1000.0
+        with concurrent.futures.ThreadPoolExecutor(64) as pool:
+            waiting = [pool.submit(timed, get_profile, self.token, timeout=15) for _ in range(64)]
+            time.sleep(0.3)  # all 64 are in flight at the core now
+            healthz = [timed(request, "GET", "/healthz", timeout=5) for _ in range(5)]
+            results = [f.result() for f in waiting]
+        for resp, elapsed in healthz:
+            self.assertEqual(resp.status, 200)
+            self.assertLess(elapsed, 0.5, "/healthz took %.2f s beside a hung core" % elapsed)
+        statuses = sorted({resp.status for resp, _ in results})
+        slowest = max(elapsed for _, elapsed in results)
+        self.assertEqual(statuses, [503])
+        self.assertLess(slowest, io_timeout_s + 1.5, "slowest 503 took %.2f s" % slowest)
 
 
 class CoreRestartTest(helpers.StackTestCase):
