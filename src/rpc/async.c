@@ -25,7 +25,7 @@
 
 /* One call from rpc_async_pack() until its done callback (or rpc_async_call_free). */
 struct rpc_async_call {
-    struct rpc_async_call *next; /* submission or wait queue */
+    struct rpc_async_call *next; /* submission, wait or sweep queue */
     uint64_t id;                 /* request id, to check the answer's */
     uint8_t *frame;              /* header + payload, heap */
     size_t len;                  /* bytes in frame */
@@ -33,6 +33,7 @@ struct rpc_async_call {
     void *arg;                   /* its argument */
     int64_t deadline_ms; /* while waiting for a connection: when to give up (pool_wait_ms) */
     int retried;         /* 1 once resent after a reused connection was found closed */
+    int next_addr;       /* after a failed connect: which of the core's addresses to try next */
 };
 
 enum aconn_state {
@@ -52,8 +53,9 @@ struct aconn {
     size_t sent;                 /* bytes of call->frame written */
     int answered;                /* 1 once any byte of the answer arrived */
     int64_t deadline_ms;         /* AC_CONNECTING: connect deadline; AC_BUSY: answer deadline */
-    struct rpc_buf in;           /* answer bytes (header included) */
-    struct aconn *prev;          /* list of every open connection (for the deadline sweep) */
+    int addr_index;     /* which of the core's addresses (rpc_async.addrs) it connects to */
+    struct rpc_buf in;  /* answer bytes (header included) */
+    struct aconn *prev; /* list of every open connection (for the deadline sweep) */
     struct aconn *next;
     struct aconn *next_idle; /* idle stack (LIFO keeps hot connections hot) */
 };
@@ -75,6 +77,8 @@ struct rpc_async {
     struct aconn *closed;                         /* closed during this batch, freed after it */
     struct rpc_async_call *wait_head, *wait_tail; /* calls waiting for a connection, FIFO */
     int pending;                                  /* calls connecting, in flight or waiting */
+    struct addrinfo *addrs; /* the core's addresses, resolved at the first connect
+                               and again after every address failed */
 
     /* gauges, read by any thread */
     _Atomic int open, idle_count;
@@ -172,34 +176,47 @@ static void free_closed(struct rpc_async *a)
 }
 
 /*
- * Starts a non-blocking connect to the core. Returns the connection (state
- * AC_CONNECTING, registered with epoll) or NULL when no address could even
- * be tried (resolution, socket or an immediate refusal).
+ * Starts a non-blocking connect to the core's addresses from number first
+ * on (resolved here when not known: a name is looked up once, not per
+ * connection, so a slow resolver cannot stall the reactor on every call).
+ * Returns the connection (state AC_CONNECTING, registered with epoll) or
+ * NULL when no address is left to try (the addresses are then forgotten,
+ * so the next connect resolves the name again).
  */
-static struct aconn *conn_open(struct rpc_async *a)
+static struct aconn *conn_open(struct rpc_async *a, int first)
 {
-    char port[16];
-    snprintf(port, sizeof(port), "%d", a->cfg.core_port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res = NULL;
-    if (getaddrinfo(a->cfg.core_host, port, &hints, &res) != 0 || res == NULL) return NULL;
-    int fd = -1;
-    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        if (fd < 0) continue;
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-            close(fd);
-            fd = -1;
+    if (a->addrs == NULL) {
+        char port[16];
+        snprintf(port, sizeof(port), "%d", a->cfg.core_port);
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        if (first > 0 || getaddrinfo(a->cfg.core_host, port, &hints, &a->addrs) != 0) {
+            a->addrs = NULL;
+            return NULL;
         }
     }
-    freeaddrinfo(res);
-    if (fd < 0) return NULL;
+    struct addrinfo *ai = a->addrs;
+    int i = 0, fd = -1;
+    for (; ai != NULL && i < first; ai = ai->ai_next)
+        i++;
+    for (; ai != NULL; ai = ai->ai_next, i++) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) continue;
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS) break;
+        close(fd);
+        fd = -1;
+    }
+    if (fd < 0) {
+        freeaddrinfo(a->addrs);
+        a->addrs = NULL;
+        return NULL;
+    }
     struct aconn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         close(fd);
         return NULL;
     }
     c->fd = fd;
+    c->addr_index = i;
     c->state = AC_CONNECTING;
     c->deadline_ms = now_ms() + a->cfg.connect_timeout_ms;
     /* EPOLLOUT reports the end of the connect, success or failure. */
@@ -214,6 +231,26 @@ static struct aconn *conn_open(struct rpc_async *a)
     atomic_fetch_add(&a->open, 1);
     atomic_fetch_add(&a->connects, 1);
     return c;
+}
+
+/* Closes c, whose connect failed or timed out; returns its call (NULL when none) with the
+ * address to try next noted. */
+static struct rpc_async_call *conn_connect_failed(struct rpc_async *a, struct aconn *c)
+{
+    int next = c->addr_index + 1;
+    struct rpc_async_call *call = conn_close(a, c);
+    if (call != NULL) call->next_addr = next;
+    return call;
+}
+
+/* A call whose connect failed tries the core's next address, else fails. */
+static void call_reconnect(struct rpc_async *a, struct rpc_async_call *call)
+{
+    struct aconn *again = conn_open(a, call->next_addr);
+    if (again != NULL)
+        again->call = call;
+    else
+        call_finish(a, call, RPC_ERR_UNAVAILABLE, NULL);
 }
 
 static void conn_fail(struct rpc_async *a, struct aconn *c, int status);
@@ -276,7 +313,7 @@ static void conn_fail(struct rpc_async *a, struct aconn *c, int status)
         if (stale && !call->retried) {
             log_debug(call->id, "event=rpc_retry reason=\"%s\"", rpc_status_str(status));
             call->retried = 1;
-            struct aconn *fresh = conn_open(a);
+            struct aconn *fresh = conn_open(a, 0);
             if (fresh != NULL)
                 fresh->call = call;
             else
@@ -370,8 +407,8 @@ static void conn_event(struct rpc_async *a, struct aconn *c, uint32_t events)
         if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
         if (err == 0 && (events & (EPOLLERR | EPOLLHUP)) != 0) err = ECONNREFUSED;
         if (err != 0) {
-            struct rpc_async_call *call = conn_close(a, c);
-            if (call != NULL) call_finish(a, call, RPC_ERR_UNAVAILABLE, NULL);
+            struct rpc_async_call *call = conn_connect_failed(a, c);
+            if (call != NULL) call_reconnect(a, call);
             serve_waiters(a);
             return;
         }
@@ -412,7 +449,7 @@ static void dispatch(struct rpc_async *a, struct rpc_async_call *call)
         return;
     }
     if (atomic_load(&a->open) < a->cfg.pool_size) {
-        struct aconn *c = conn_open(a);
+        struct aconn *c = conn_open(a, 0);
         if (c == NULL) {
             call_finish(a, call, RPC_ERR_UNAVAILABLE, NULL);
             return;
@@ -430,16 +467,29 @@ static void sweep(struct rpc_async *a, int64_t now)
 {
     while (a->wait_head != NULL && a->wait_head->deadline_ms <= now)
         call_finish(a, wait_pop(a), RPC_ERR_UNAVAILABLE, NULL);
+    /* First only close (the list must not change under the walk otherwise), then settle. */
+    struct rpc_async_call *timed_out = NULL, *reconnect = NULL, *call;
     struct aconn *next;
     for (struct aconn *c = a->all; c != NULL; c = next) {
         next = c->next;
-        if ((c->state == AC_CONNECTING || c->state == AC_BUSY) && c->deadline_ms <= now) {
-            if (c->state == AC_BUSY && c->call != NULL) log_debug(c->call->id, "event=rpc_timeout");
-            int connecting = c->state == AC_CONNECTING;
-            struct rpc_async_call *call = conn_close(a, c);
-            if (call != NULL)
-                call_finish(a, call, connecting ? RPC_ERR_UNAVAILABLE : RPC_ERR_TIMEOUT, NULL);
+        if (c->deadline_ms > now) continue;
+        if (c->state == AC_CONNECTING) {
+            call = conn_connect_failed(a, c);
+            if (call != NULL) call->next = reconnect, reconnect = call;
+        } else if (c->state == AC_BUSY) {
+            log_debug(c->call->id, "event=rpc_timeout");
+            call = conn_close(a, c);
+            call->next = timed_out, timed_out = call;
         }
+    }
+    while ((call = timed_out) != NULL) {
+        timed_out = call->next;
+        call_finish(a, call, RPC_ERR_TIMEOUT, NULL);
+    }
+    while ((call = reconnect) != NULL) {
+        reconnect = call->next;
+        call->next = NULL;
+        call_reconnect(a, call);
     }
     serve_waiters(a);
 }
@@ -632,6 +682,7 @@ void rpc_async_destroy(struct rpc_async *a)
     if (a == NULL) return;
     rpc_async_stop(a);
     pthread_mutex_destroy(&a->mu);
+    if (a->addrs != NULL) freeaddrinfo(a->addrs);
     close(a->epfd);
     close(a->evfd);
     free(a);

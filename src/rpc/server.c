@@ -605,9 +605,17 @@ static void loop_batch_add(struct rpc_loop *loop, struct rpc_job *job)
     loop->batch[loop->batch_len++] = job;
 }
 
-/* Takes c's request into the batch if it has one; closes c on a bad frame. */
+/*
+ * Takes c's request into the batch if it has one; closes c on a bad frame.
+ * Once the server is stopping no new request is started: the sweep closes c
+ * as soon as its last answer is out, and the client, which never got a byte
+ * of an answer, may retry elsewhere (the web's clients do, once). Without
+ * this, clients that keep their connections busy kept the drain going until
+ * its deadline, and connections then closed under requests already done.
+ */
 static void loop_take(struct rpc_loop *loop, struct rpc_conn *c)
 {
+    if (atomic_load(&loop->srv->stopping)) return;
     struct rpc_job *job = NULL;
     int rc = conn_take(c, &job);
     if (rc > 0) loop_batch_add(loop, job);

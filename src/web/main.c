@@ -36,7 +36,7 @@ int main(int argc, char **argv)
     const char *path = NULL;
     int opt;
     /* glibc gives each busy thread its own malloc arena and keeps freed memory
-     * in it: with 16 event-loop and 16 worker threads the RSS after a burst of
+     * in it: with event-loop, reactor and 16 worker threads the RSS after a burst of
      * 2,000 connections stays far above what is in use. Two arenas suffice for
      * our small, short-lived allocations. */
     (void)mallopt(M_ARENA_MAX, 2);

@@ -268,13 +268,15 @@ int request_rpc(struct web_request *req, Rpc__Request *rr, Rpc__Response **resp)
             req->async_state = REQUEST_ASYNC_PREPARED;
             return -1;
         }
+    } else if (req->async && req->async_state == REQUEST_ASYNC_PREPARED) {
+        return -1; /* a second RPC in a run whose reply is dropped anyway: never sent */
     } else if (req->async && req->async_state == REQUEST_ASYNC_ANSWERED) {
         rc = req->async_rc;
         *resp = req->async_resp;
         req->async_resp = NULL;
         req->async_state = REQUEST_ASYNC_CONSUMED;
     } else {
-        /* the slow lane, or a fast handler's second RPC (none makes one today) */
+        /* the slow lane, or a fast handler's second RPC after its answered first one */
         rc = rpc_call(req->pool, rr, resp);
     }
     if (rc != RPC_OK) {

@@ -103,7 +103,7 @@ struct web_request {
 
     /* slow lane: the handler runs on a worker while the connection is suspended */
     int slow;       /* 1: the route runs on app->workers */
-    int fast_first; /* 1: a login tried inline first: its RPC carries fast_only */
+    int fast_first; /* 1: a login tried on the fast lane first: its RPC carries fast_only */
     int retry_slow; /* 1: the core answered STATUS_WOULD_BLOCK: nothing is queued, and
                        finish() runs the handler again on the slow lane */
     int deferred;   /* 1: reply_queue() stores instead of queueing */

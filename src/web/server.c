@@ -59,9 +59,10 @@ enum body_spec {
 
 /* Which threads run a handler (see web/workers.h). */
 enum lane {
-    LANE_FAST,  /* inline on the libmicrohttpd thread: one short RPC */
+    LANE_FAST,  /* on the libmicrohttpd thread, its RPC through the reactor (rpc/async.h) */
     LANE_SLOW,  /* on a worker, connection suspended: argon2id or libvips in the core */
-    LANE_LOGIN, /* inline with fast_only (a returning user: no argon2id), else as LANE_SLOW */
+    LANE_LOGIN, /* as LANE_FAST with fast_only (a returning user: no argon2id), else as
+                   LANE_SLOW */
 };
 
 struct route_method {
@@ -413,12 +414,15 @@ static enum body_spec route_request(struct web_request *req)
     return BODY_IGNORE;
 }
 
+static enum MHD_Result run(struct web_request *req);
+
 /*
  * First call for a request: only the headers are known. The answer waits
  * for the last call, because libmicrohttpd 0.9.75 closes the connection
  * after any response queued this early (it cannot know the body was
- * consumed); only a body we refuse outright is answered now, and closing
- * is then what we want.
+ * consumed); only a body we refuse outright is answered now (through run(),
+ * so a page that needs the core still never blocks this thread), and
+ * closing is then what we want.
  */
 static enum MHD_Result begin(struct web_request *req, const char *version)
 {
@@ -430,7 +434,7 @@ static enum MHD_Result begin(struct web_request *req, const char *version)
         return req->handler(req);
     }
     body_begin(req, route_request(req));
-    if (req->body_error) return req->handler(req);
+    if (req->body_error) return run(req);
     return MHD_YES;
 }
 
@@ -484,6 +488,12 @@ static enum MHD_Result async_send(struct web_request *req)
 static enum MHD_Result run(struct web_request *req)
 {
     if (!req->slow || req->body_error) {
+        /* A refused body is answered inline, also on a slow route; the page that
+         * explains it may need a profile read, which takes the fast lane too. */
+        if (req->body_error && req->slow && req->async_state == REQUEST_ASYNC_NONE) {
+            req->async = 1;
+            req->pool = req->app->pool;
+        }
         enum MHD_Result q = req->handler(req);
         if (req->async_state == REQUEST_ASYNC_PREPARED) return async_send(req);
         if (!req->retry_slow) return q;
@@ -944,8 +954,7 @@ void web_server_stop(struct web_server *srv, int drain_ms)
          * worker finish (bounded by io_timeout_ms) before the daemon goes: stopping it
          * under a suspended connection is not allowed. */
         rpc_async_stop(srv->app.async);
-        workers_destroy(srv->app.workers);
-        srv->app.workers = NULL;
+        workers_stop(srv->app.workers); /* later slow requests are answered 503 */
         MHD_stop_daemon(srv->daemon);
     }
     if (srv->listen_fd >= 0) close(srv->listen_fd);

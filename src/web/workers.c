@@ -18,6 +18,7 @@ struct workers {
     size_t head, count;       /* next job to run; jobs waiting */
     size_t running;           /* jobs being run now */
     int stopping;             /* 1: finish the queue, then exit */
+    int joined;               /* 1 once workers_stop joined (or is joining) the threads */
     pthread_t *threads;
     int nthreads; /* threads started */
 };
@@ -102,15 +103,24 @@ size_t workers_pending(struct workers *w)
     return n;
 }
 
-void workers_destroy(struct workers *w)
+void workers_stop(struct workers *w)
 {
     if (w == NULL) return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
     pthread_cond_broadcast(&w->ready);
+    int joined = w->joined;
+    w->joined = 1;
     pthread_mutex_unlock(&w->mu);
+    if (joined) return;
     for (int i = 0; i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
+}
+
+void workers_destroy(struct workers *w)
+{
+    if (w == NULL) return;
+    workers_stop(w);
     pthread_cond_destroy(&w->ready);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);

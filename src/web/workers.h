@@ -39,9 +39,13 @@ int workers_submit(struct workers *w, workers_job_fn fn, void *arg);
 size_t workers_pending(struct workers *w);
 
 /*
- * Lets the queued jobs finish, joins the threads and frees w. NULL is
- * allowed. New submissions fail from the moment this is called.
+ * Lets the queued jobs finish and joins the threads; w stays valid and
+ * every later workers_submit fails (-1), so libmicrohttpd threads still
+ * running may try. Idempotent; NULL is allowed. Not from a worker thread.
  */
+void workers_stop(struct workers *w);
+
+/* workers_stop(), then frees w. NULL is allowed. */
 void workers_destroy(struct workers *w);
 
 #endif
