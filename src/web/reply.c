@@ -43,6 +43,10 @@ enum MHD_Result reply_queue(struct web_request *req, int status, struct MHD_Resp
             MHD_add_response_header(r, MHD_HTTP_HEADER_SET_COOKIE, req->set_csrf_cookie) == MHD_YES;
     if (req->allow != NULL)
         ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, req->allow) == MHD_YES;
+    /* Shutting down: the client's next request must go to a new connection (another process,
+     * or this one after its restart), never start here while we drain (RFC 9112 9.6). */
+    if (atomic_load(&req->app->stopping))
+        ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close") == MHD_YES;
     /* RFC 9110 10.2.3: tell clients when an outage answer is worth retrying. */
     if (status == MHD_HTTP_SERVICE_UNAVAILABLE)
         ok &= MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, "1") == MHD_YES;

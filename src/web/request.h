@@ -48,6 +48,8 @@ struct web_app {
     char picture_too_large_msg[96]; /* "The picture is larger than 10 MiB.", built once */
     struct csrf_key csrf;           /* key of the HTML forms' CSRF tokens (web/csrf.h) */
     atomic_int active;              /* requests begun and not yet completed (for draining) */
+    atomic_int stopping;            /* web_server_stop began: new requests are answered 503 and
+                                       every answer closes its connection */
 };
 
 /* Where a fast-lane request's RPC is (see request_rpc and web/server.c). */
@@ -102,11 +104,12 @@ struct web_request {
     const char *allow;     /* static Allow header value (405 answers), or NULL */
 
     /* slow lane: the handler runs on a worker while the connection is suspended */
-    int slow;       /* 1: the route runs on app->workers */
-    int fast_first; /* 1: a login tried on the fast lane first: its RPC carries fast_only */
-    int retry_slow; /* 1: the core answered STATUS_WOULD_BLOCK: nothing is queued, and
-                       finish() runs the handler again on the slow lane */
-    int deferred;   /* 1: reply_queue() stores instead of queueing */
+    int slow;           /* 1: the route runs on app->workers */
+    int fast_first;     /* 1: a login tried on the fast lane first: its RPC carries fast_only */
+    int retry_slow;     /* 1: the core answered STATUS_WOULD_BLOCK: nothing is queued, and
+                           finish() runs the handler again on the slow lane */
+    int deferred;       /* 1: reply_queue() stores instead of queueing */
+    uint64_t queued_us; /* CLOCK_MONOTONIC when handed to the workers, microseconds */
     struct MHD_Response *deferred_response; /* response built by the worker, or NULL */
     int deferred_status;                    /* its HTTP status */
     enum MHD_Result deferred_result;        /* what the handler returned */

@@ -35,6 +35,7 @@
 #define FORM_FIELDS_MAX 8           /* distinct names in one form */
 #define DRAIN_MAX (8 * 1024 * 1024) /* bytes read and dropped after a 413 before closing */
 #define CONNECTION_LIMIT_MAX 4096   /* simultaneous HTTP connections, at most */
+#define ANSWER_FLUSH_MS 1000        /* at shutdown, time answers decided last get to go out */
 #define SLOW_QUEUE_MAX                                                                             \
     CONNECTION_LIMIT_MAX /* slow requests waiting for a worker: every                              \
                             connection may have one queued, so a login                             \
@@ -438,12 +439,38 @@ static enum MHD_Result begin(struct web_request *req, const char *version)
     return MHD_YES;
 }
 
-/* Runs a slow request's handler on a worker, then hands the connection back. */
+/* Answers a slow request 503 without running it (the connection is suspended). */
+static void slow_refuse(struct web_request *req)
+{
+    req->deferred_result =
+        fail(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", REQUEST_UNAVAILABLE_MSG);
+    MHD_resume_connection(req->conn);
+}
+
+/*
+ * Runs a slow request's handler on a worker, then hands the connection back.
+ * A request that waited in the queue longer than its whole RPC budget is
+ * answered 503 instead: its client has likely given up (nginx does after
+ * 30 s), and a burst of logins must not keep the hashers busy for minutes.
+ */
 static void slow_job(void *arg)
 {
     struct web_request *req = arg;
+    uint64_t waited_us = now_us() - req->queued_us;
+    if (waited_us > (uint64_t)req->app->cfg->rpc.slow_io_timeout_ms * 1000u) {
+        log_warn(req->rid, "http: slow request waited %llu ms for a worker, answering 503",
+                 (unsigned long long)(waited_us / 1000u));
+        slow_refuse(req);
+        return;
+    }
     req->deferred_result = req->handler(req);
     MHD_resume_connection(req->conn);
+}
+
+/* workers_stop's verdict on a slow request still queued at shutdown. */
+static void slow_cancel(void *arg)
+{
+    slow_refuse(arg);
 }
 
 /* Forgets what a dropped run of the handler set for its reply (web/request.h). */
@@ -508,6 +535,7 @@ static enum MHD_Result run(struct web_request *req)
     /* Suspend before queueing: the worker may resume it at once. */
     MHD_suspend_connection(req->conn);
     req->deferred = 1;
+    req->queued_us = now_us();
     if (workers_submit(req->app->workers, slow_job, req) != 0) {
         /* At most one line a second however many are refused: an overload must
          * not also fill the disk. */
@@ -619,6 +647,12 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
             return MHD_NO;
         }
         *con_cls = req;
+        if (atomic_load(&req->app->stopping)) {
+            /* Draining: start nothing new (a write begun now could outlive the drain and be
+             * answered 503 after all); the answer closes the connection (reply_queue). */
+            route_request(req);
+            return fail(req, MHD_HTTP_SERVICE_UNAVAILABLE, "unavailable", REQUEST_UNAVAILABLE_MSG);
+        }
         return begin(req, version);
     }
     if (req->async_state == REQUEST_ASYNC_SUBMITTED) return checked(req, async_resume(req));
@@ -812,6 +846,7 @@ struct web_server *web_server_start(const struct config *cfg)
     atomic_init(&srv->connections, 0);
     srv->max_connections = (int)connection_limit();
     atomic_init(&srv->app.active, 0);
+    atomic_init(&srv->app.stopping, 0);
     format_size(limit, sizeof(limit), cfg->picture.max_bytes);
     snprintf(srv->app.picture_too_large_msg, sizeof(srv->app.picture_too_large_msg),
              "The picture is larger than %s.", limit);
@@ -940,6 +975,7 @@ void web_server_stop(struct web_server *srv, int drain_ms)
      * reset, and a load balancer could not tell that from a failure).
      * shutdown() also wakes the acceptor's accept() (EINVAL). */
     atomic_store(&srv->stopping, 1);
+    atomic_store(&srv->app.stopping, 1);
     if (srv->listen_fd >= 0 && shutdown(srv->listen_fd, SHUT_RDWR) != 0)
         log_warn(0, "web: shutdown of the listening socket: %s", strerror(errno));
     if (srv->acceptor_started) pthread_join(srv->acceptor, NULL);
@@ -954,7 +990,16 @@ void web_server_stop(struct web_server *srv, int drain_ms)
          * worker finish (bounded by io_timeout_ms) before the daemon goes: stopping it
          * under a suspended connection is not allowed. */
         rpc_async_stop(srv->app.async);
-        workers_stop(srv->app.workers); /* later slow requests are answered 503 */
+        /* queued slow requests are answered 503 (a burst of logins would otherwise keep
+         * the process for minutes), running ones finish; later ones are answered 503 */
+        workers_stop(srv->app.workers, slow_cancel);
+        /* Every request has its answer now; let the resumed ones send it (stopping the
+         * daemon closes their connections at once). Bounded: a client may not read. */
+        deadline = now_us() + ANSWER_FLUSH_MS * 1000u;
+        while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
+            struct timespec ts = {0, 5 * 1000 * 1000};
+            nanosleep(&ts, NULL);
+        }
         MHD_stop_daemon(srv->daemon);
     }
     if (srv->listen_fd >= 0) close(srv->listen_fd);

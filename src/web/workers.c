@@ -103,15 +103,26 @@ size_t workers_pending(struct workers *w)
     return n;
 }
 
-void workers_stop(struct workers *w)
+void workers_stop(struct workers *w, workers_job_fn cancel)
 {
     if (w == NULL) return;
     pthread_mutex_lock(&w->mu);
     w->stopping = 1;
+    /* Jobs not started: handed to cancel (outside the lock: it may take long). */
+    size_t n = cancel != NULL ? w->count : 0, head = w->head;
+    struct workers_job *dropped = n > 0 ? malloc(n * sizeof(*dropped)) : NULL;
+    if (dropped == NULL) n = 0; /* ENOMEM: the workers run them instead */
+    for (size_t i = 0; i < n; i++)
+        dropped[i] = w->ring[(head + i) % w->queue_max];
+    w->head = (head + n) % w->queue_max;
+    w->count -= n;
     pthread_cond_broadcast(&w->ready);
     int joined = w->joined;
     w->joined = 1;
     pthread_mutex_unlock(&w->mu);
+    for (size_t i = 0; i < n; i++)
+        cancel(dropped[i].arg);
+    free(dropped);
     if (joined) return;
     for (int i = 0; i < w->nthreads; i++)
         pthread_join(w->threads[i], NULL);
@@ -120,7 +131,7 @@ void workers_stop(struct workers *w)
 void workers_destroy(struct workers *w)
 {
     if (w == NULL) return;
-    workers_stop(w);
+    workers_stop(w, NULL);
     pthread_cond_destroy(&w->ready);
     pthread_mutex_destroy(&w->mu);
     free(w->ring);

@@ -39,13 +39,15 @@ int workers_submit(struct workers *w, workers_job_fn fn, void *arg);
 size_t workers_pending(struct workers *w);
 
 /*
- * Lets the queued jobs finish and joins the threads; w stays valid and
- * every later workers_submit fails (-1), so libmicrohttpd threads still
- * running may try. Idempotent; NULL is allowed. Not from a worker thread.
+ * Stops the pool: jobs not started yet are given to cancel(arg) on the
+ * calling thread instead (cancel NULL: they run), running ones finish, the
+ * threads are joined. w stays valid and every later workers_submit fails
+ * (-1), so libmicrohttpd threads still running may try. Idempotent; NULL
+ * is allowed. Not from a worker thread.
  */
-void workers_stop(struct workers *w);
+void workers_stop(struct workers *w, workers_job_fn cancel);
 
-/* workers_stop(), then frees w. NULL is allowed. */
+/* workers_stop(w, NULL), then frees w. NULL is allowed. */
 void workers_destroy(struct workers *w);
 
 #endif
