@@ -278,10 +278,15 @@ class ConnectionChurnTest(helpers.StackTestCase):
         # libmicrohttpd's own refusal left a worker's mutex locked, 15 of 16
         # threads served nothing again and SIGTERM hung.
         before = self.descriptors()
-        for conns in (self.OVER_LIMIT, self.CONNECTIONS):
-            out, count = self.run_wrk(conns, "/healthz")
-            self.assertGreater(count, conns, out)
-        self.assertNotIn("Non-2xx", out)  # the 2,000 run: nothing refused
+        out, count = self.run_wrk(self.OVER_LIMIT, "/healthz")
+        self.assertGreater(count, self.OVER_LIMIT, out)
+        # Once the flood has left (its 4,500 sockets closed: slower with 4 threads under
+        # AddressSanitizer, where the next run then found the limit still taken),
+        # 2,000 connections are served with nothing refused.
+        self.assert_descriptors_freed(before)
+        out, count = self.run_wrk(self.CONNECTIONS, "/healthz")
+        self.assertGreater(count, self.CONNECTIONS, out)
+        self.assertNotIn("Non-2xx", out)
         self.assert_descriptors_freed(before)
 
 if __name__ == "__main__":
