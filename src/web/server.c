@@ -36,6 +36,7 @@
 #define DRAIN_MAX (8 * 1024 * 1024) /* bytes read and dropped after a 413 before closing */
 #define CONNECTION_LIMIT_MAX 4096   /* simultaneous HTTP connections, at most */
 #define ANSWER_FLUSH_MS 1000        /* at shutdown, time answers decided last get to go out */
+#define MHD_LOG_PER_SECOND 10       /* libmicrohttpd's own log lines written a second, at most */
 #define SLOW_QUEUE_MAX                                                                             \
     CONNECTION_LIMIT_MAX /* slow requests waiting for a worker: every                              \
                             connection may have one queued, so a login                             \
@@ -727,10 +728,33 @@ static size_t unescape_no_nul(void *cls, struct MHD_Connection *conn, char *s)
     return n;
 }
 
+/* libmicrohttpd's lines in the current second, and those not written since the last report. */
+static _Atomic long mhd_log_second;
+static atomic_int mhd_log_lines, mhd_log_dropped;
+
+/*
+ * libmicrohttpd's messages, at most MHD_LOG_PER_SECOND lines a second: it
+ * writes one per connection a client abandons ("closed by remote side with
+ * incomplete request"), and 4,096 of those from one burst of clients must
+ * not fill the log; how many were left out is said with the next line.
+ */
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     char msg[512];
     (void)cls;
+    long now_s = (long)(now_us() / 1000000u);
+    long second = atomic_load(&mhd_log_second);
+    if (now_s != second && atomic_compare_exchange_strong(&mhd_log_second, &second, now_s)) {
+        atomic_store(&mhd_log_lines, 0);
+        int dropped = atomic_exchange(&mhd_log_dropped, 0);
+        if (dropped > 0)
+            log_warn(0, "libmicrohttpd: %d more messages not logged (at most %d a second)", dropped,
+                     MHD_LOG_PER_SECOND);
+    }
+    if (atomic_fetch_add(&mhd_log_lines, 1) >= MHD_LOG_PER_SECOND) {
+        atomic_fetch_add(&mhd_log_dropped, 1);
+        return;
+    }
     vsnprintf(msg, sizeof(msg), fmt, ap);
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))

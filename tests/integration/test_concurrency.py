@@ -8,6 +8,7 @@ import os
 import re
 import resource
 import shutil
+import socket
 import statistics
 import subprocess
 import threading
@@ -288,6 +289,43 @@ class ConnectionChurnTest(helpers.StackTestCase):
         self.assertGreater(count, self.CONNECTIONS, out)
         self.assertNotIn("Non-2xx", out)
         self.assert_descriptors_freed(before)
+
+    def test_abandoned_connections_are_logged_at_most_ten_lines_a_second(self):
+        # libmicrohttpd logs each connection a client abandons mid-request; a
+        # trial counted 5,096 such lines from one burst. At most 10 a second
+        # are written, and the next line says how many were left out.
+        log = helpers._var_path("log", "web.log")
+        if not os.path.exists(log):
+            self.skipTest("the web server does not log to %s" % log)
+        start_size = os.path.getsize(log)
+        started = time.monotonic()
+        socks = []
+        try:
+            for _ in range(800):
+                sock = socket.create_connection((self.host, self.port), timeout=5)
+                sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # never finished
+                socks.append(sock)
+            time.sleep(0.5)
+        finally:
+            for sock in socks:
+                sock.close()
+        time.sleep(2.5)
+        elapsed = time.monotonic() - started
+        # one more abandoned connection, seconds later, brings the report of the others
+        sock = socket.create_connection((self.host, self.port), timeout=5)
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        time.sleep(0.3)
+        sock.close()
+        self.assertTrue(helpers.wait_for(lambda: b"more messages not logged" in self.log_since(log, start_size), 5),
+                        "no line says how many messages were left out")
+        lines = self.log_since(log, start_size).count(b"libmicrohttpd:")
+        self.assertLessEqual(lines, 10 * (elapsed + 2) + 2, "%d libmicrohttpd lines" % lines)
+
+    @staticmethod
+    def log_since(path, offset):
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
 
 if __name__ == "__main__":
     unittest.main()
