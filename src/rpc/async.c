@@ -27,13 +27,18 @@
 struct rpc_async_call {
     struct rpc_async_call *next; /* submission, wait or sweep queue */
     uint64_t id;                 /* request id, to check the answer's */
-    uint8_t *frame;              /* header + payload, heap */
-    size_t len;                  /* bytes in frame */
     rpc_async_done_fn done;      /* caller's callback */
     void *arg;                   /* its argument */
     int64_t deadline_ms; /* while waiting for a connection: when to give up (pool_wait_ms) */
     int retried;         /* 1 once resent after a reused connection was found closed */
     int next_addr;       /* after a failed connect: which of the core's addresses to try next */
+    size_t len;          /* bytes in frame */
+    uint8_t frame[];     /* header + payload, allocated with the call (one malloc a call) */
+};
+
+/* A FIFO of calls, linked through their next. */
+struct call_queue {
+    struct rpc_async_call *head, *tail;
 };
 
 enum aconn_state {
@@ -67,18 +72,18 @@ struct rpc_async {
     pthread_t thread;
     int started; /* 1 while thread must be joined */
 
-    pthread_mutex_t mu;                         /* guards the submission queue and stopping */
-    struct rpc_async_call *sub_head, *sub_tail; /* calls submitted, not yet seen by the reactor */
-    int stopping;                               /* rpc_async_stop began */
+    pthread_mutex_t mu;          /* guards the submission queue and stopping */
+    struct call_queue submitted; /* calls submitted, not yet seen by the reactor */
+    int stopping;                /* rpc_async_stop began */
 
     /* reactor thread only */
-    struct aconn *all;                            /* open connections */
-    struct aconn *idle;                           /* idle stack */
-    struct aconn *closed;                         /* closed during this batch, freed after it */
-    struct rpc_async_call *wait_head, *wait_tail; /* calls waiting for a connection, FIFO */
-    int pending;                                  /* calls connecting, in flight or waiting */
-    struct addrinfo *addrs; /* the core's addresses, resolved at the first connect
-                               and again after every address failed */
+    struct aconn *all;         /* open connections */
+    struct aconn *idle;        /* idle stack */
+    struct aconn *closed;      /* closed during this batch, freed after it */
+    struct call_queue waiting; /* calls waiting for a connection */
+    int pending;               /* calls connecting, in flight or waiting */
+    struct addrinfo *addrs;    /* the core's addresses, resolved at the first connect
+                                  and again after every address failed */
 
     /* gauges, read by any thread */
     _Atomic int open, idle_count;
@@ -104,22 +109,22 @@ static void call_finish(struct rpc_async *a, struct rpc_async_call *call, int st
     rpc_async_call_free(call);
 }
 
-static void wait_push(struct rpc_async *a, struct rpc_async_call *call)
+static void queue_push(struct call_queue *q, struct rpc_async_call *call)
 {
     call->next = NULL;
-    if (a->wait_tail != NULL)
-        a->wait_tail->next = call;
+    if (q->tail != NULL)
+        q->tail->next = call;
     else
-        a->wait_head = call;
-    a->wait_tail = call;
+        q->head = call;
+    q->tail = call;
 }
 
-static struct rpc_async_call *wait_pop(struct rpc_async *a)
+static struct rpc_async_call *queue_pop(struct call_queue *q)
 {
-    struct rpc_async_call *call = a->wait_head;
+    struct rpc_async_call *call = q->head;
     if (call == NULL) return NULL;
-    a->wait_head = call->next;
-    if (a->wait_head == NULL) a->wait_tail = NULL;
+    q->head = call->next;
+    if (q->head == NULL) q->tail = NULL;
     call->next = NULL;
     return call;
 }
@@ -293,8 +298,8 @@ static void conn_start(struct rpc_async *a, struct aconn *c, struct rpc_async_ca
 /* Gives every waiting call a connection while one can be had. */
 static void serve_waiters(struct rpc_async *a)
 {
-    while (a->wait_head != NULL && (a->idle != NULL || atomic_load(&a->open) < a->cfg.pool_size))
-        dispatch(a, wait_pop(a));
+    while (a->waiting.head != NULL && (a->idle != NULL || atomic_load(&a->open) < a->cfg.pool_size))
+        dispatch(a, queue_pop(&a->waiting));
 }
 
 /*
@@ -361,6 +366,10 @@ static void conn_recv(struct rpc_async *a, struct aconn *c)
     for (;;) {
         uint32_t payload_len = 0;
         int rc = rpc_frame_parse(c->in.data, c->in.len, a->cfg.max_frame_bytes, &payload_len);
+        if (rc == RPC_OK) {
+            conn_answer(a, c, payload_len);
+            return;
+        }
         if (rc == RPC_ERR_FRAME) {
             conn_fail(a, c, RPC_ERR_FRAME);
             return;
@@ -380,11 +389,6 @@ static void conn_recv(struct rpc_async *a, struct aconn *c)
         if (n > 0) {
             c->in.len += (size_t)n;
             c->answered = 1;
-            rc = rpc_frame_parse(c->in.data, c->in.len, a->cfg.max_frame_bytes, &payload_len);
-            if (rc == RPC_OK) {
-                conn_answer(a, c, payload_len);
-                return;
-            }
             continue;
         }
         if (n == 0) {
@@ -458,15 +462,15 @@ static void dispatch(struct rpc_async *a, struct rpc_async_call *call)
         return;
     }
     call->deadline_ms = now_ms() + a->cfg.pool_wait_ms;
-    wait_push(a, call);
+    queue_push(&a->waiting, call);
 }
 
 /* Fails the calls whose deadline passed: waiting too long for a connection
  * (UNAVAILABLE), for a connect (UNAVAILABLE) or for an answer (TIMEOUT). */
 static void sweep(struct rpc_async *a, int64_t now)
 {
-    while (a->wait_head != NULL && a->wait_head->deadline_ms <= now)
-        call_finish(a, wait_pop(a), RPC_ERR_UNAVAILABLE, NULL);
+    while (a->waiting.head != NULL && a->waiting.head->deadline_ms <= now)
+        call_finish(a, queue_pop(&a->waiting), RPC_ERR_UNAVAILABLE, NULL);
     /* First only close (the list must not change under the walk otherwise), then settle. */
     struct rpc_async_call *timed_out = NULL, *reconnect = NULL, *call;
     struct aconn *next;
@@ -501,8 +505,8 @@ static int take_submissions(struct rpc_async *a)
     ssize_t n = read(a->evfd, &count, sizeof(count));
     (void)n; /* EAGAIN: a wake-up already consumed; nothing is lost, the queue is the truth */
     pthread_mutex_lock(&a->mu);
-    struct rpc_async_call *call = a->sub_head;
-    a->sub_head = a->sub_tail = NULL;
+    struct rpc_async_call *call = a->submitted.head;
+    a->submitted.head = a->submitted.tail = NULL;
     int stopping = a->stopping;
     pthread_mutex_unlock(&a->mu);
     while (call != NULL) {
@@ -522,7 +526,7 @@ static int take_submissions(struct rpc_async *a)
 static void fail_all(struct rpc_async *a)
 {
     struct rpc_async_call *call;
-    while ((call = wait_pop(a)) != NULL)
+    while ((call = queue_pop(&a->waiting)) != NULL)
         call_finish(a, call, RPC_ERR_UNAVAILABLE, NULL);
     while (a->all != NULL) {
         call = conn_close(a, a->all);
@@ -607,17 +611,12 @@ int rpc_async_pack(const Rpc__Request *req, uint32_t max_frame_bytes, struct rpc
     *out = NULL;
     size_t len = rpc__request__get_packed_size(req);
     if (len == 0 || len > max_frame_bytes) return RPC_ERR_FRAME;
-    struct rpc_async_call *call = calloc(1, sizeof(*call));
-    uint8_t *frame = malloc(RPC_FRAME_HEADER_BYTES + len);
-    if (call == NULL || frame == NULL) {
-        free(call);
-        free(frame);
-        return RPC_ERR_NOMEM;
-    }
-    rpc_frame_put_header(frame, (uint32_t)len);
-    rpc__request__pack(req, frame + RPC_FRAME_HEADER_BYTES);
+    struct rpc_async_call *call = malloc(sizeof(*call) + RPC_FRAME_HEADER_BYTES + len);
+    if (call == NULL) return RPC_ERR_NOMEM;
+    memset(call, 0, sizeof(*call));
+    rpc_frame_put_header(call->frame, (uint32_t)len);
+    rpc__request__pack(req, call->frame + RPC_FRAME_HEADER_BYTES);
     call->id = req->id;
-    call->frame = frame;
     call->len = RPC_FRAME_HEADER_BYTES + len;
     *out = call;
     return RPC_OK;
@@ -625,8 +624,6 @@ int rpc_async_pack(const Rpc__Request *req, uint32_t max_frame_bytes, struct rpc
 
 void rpc_async_call_free(struct rpc_async_call *call)
 {
-    if (call == NULL) return;
-    free(call->frame);
     free(call);
 }
 
@@ -645,12 +642,8 @@ int rpc_async_submit(struct rpc_async *a, struct rpc_async_call *call, rpc_async
         return RPC_ERR_UNAVAILABLE;
     }
     /* Only the first call of a burst wakes the reactor: it takes the whole queue. */
-    int first = a->sub_head == NULL;
-    if (a->sub_tail != NULL)
-        a->sub_tail->next = call;
-    else
-        a->sub_head = call;
-    a->sub_tail = call;
+    int first = a->submitted.head == NULL;
+    queue_push(&a->submitted, call);
     pthread_mutex_unlock(&a->mu);
     if (first) wake(a);
     return RPC_OK;

@@ -991,6 +991,16 @@ int web_server_port(const struct web_server *srv)
     return srv->port;
 }
 
+/* Waits up to ms milliseconds for the requests in progress to complete. */
+static void wait_requests(struct web_app *app, int ms)
+{
+    uint64_t deadline = now_us() + (uint64_t)(ms > 0 ? ms : 0) * 1000u;
+    while (atomic_load(&app->active) > 0 && now_us() < deadline) {
+        struct timespec ts = {0, 5 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+}
+
 void web_server_stop(struct web_server *srv, int drain_ms)
 {
     if (srv == NULL) return;
@@ -1004,12 +1014,8 @@ void web_server_stop(struct web_server *srv, int drain_ms)
         log_warn(0, "web: shutdown of the listening socket: %s", strerror(errno));
     if (srv->acceptor_started) pthread_join(srv->acceptor, NULL);
     if (srv->daemon != NULL) {
-        uint64_t deadline = now_us() + (uint64_t)(drain_ms > 0 ? drain_ms : 0) * 1000u;
         /* Idle keep-alive connections are not waited for: only requests in progress. */
-        while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
-            struct timespec ts = {0, 10 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        wait_requests(&srv->app, drain_ms);
         /* Fast requests still waiting for the core are answered 503 and slow ones on a
          * worker finish (bounded by io_timeout_ms) before the daemon goes: stopping it
          * under a suspended connection is not allowed. */
@@ -1019,11 +1025,7 @@ void web_server_stop(struct web_server *srv, int drain_ms)
         workers_stop(srv->app.workers, slow_cancel);
         /* Every request has its answer now; let the resumed ones send it (stopping the
          * daemon closes their connections at once). Bounded: a client may not read. */
-        deadline = now_us() + ANSWER_FLUSH_MS * 1000u;
-        while (atomic_load(&srv->app.active) > 0 && now_us() < deadline) {
-            struct timespec ts = {0, 5 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        wait_requests(&srv->app, ANSWER_FLUSH_MS);
         MHD_stop_daemon(srv->daemon);
     }
     if (srv->listen_fd >= 0) close(srv->listen_fd);
