@@ -1,7 +1,7 @@
 # Entry points. `make run` and `make test` work on a fresh Debian 12 machine:
 # they install the missing Debian packages (apt-get, sudo when not root),
 # build, and drive scripts/stack.sh, which does the real work.
-.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots install bench
+.PHONY: all deps build run start stop status test populate clean distclean format asan test-asan screenshots install bench callgrind
 
 SHELL := /bin/bash
 # The instance to act on: etc/profile.ini (dev, var/) or etc/test.ini (var/test/).
@@ -65,6 +65,11 @@ populate: build
 # BENCH_QUICK=1 for a short development run; settings in bench/run.sh.
 bench: deps
 	CONFIG=$(CONFIG) bench/run.sh
+
+# Instructions per request of the web and the core under valgrind's callgrind
+# (a second pair beside the running system; repeatable on a noisy machine).
+callgrind: build
+	CONFIG=$(CONFIG) bench/callgrind.sh
 
 clean:
 	rm -rf build build-asan

@@ -68,6 +68,7 @@ static const struct config_key config_keys[] = {
     INT("core", "token_ttl_s", core.token_ttl_s, 1, 31 * 24 * 3600),
     INT("core", "cache_ttl_s", core.cache_ttl_s, 1, 31 * 24 * 3600),
     INT("core", "credential_cache_entries", core.credential_cache_entries, 0, 1 << 26),
+    INT("core", "token_cache_entries", core.token_cache_entries, 0, 1 << 22),
     INT("core", "credential_cache_ttl_s", core.credential_cache_ttl_s, 0, 24 * 3600),
     STR("core", "env_file", core.env_file),
 
@@ -133,6 +134,7 @@ static void config_defaults(struct config *cfg)
     cfg->core.cache_ttl_s = 300;
     cfg->core.credential_cache_entries = 1 << 18;
     cfg->core.credential_cache_ttl_s = 3600;
+    cfg->core.token_cache_entries = 1 << 16;
     snprintf(cfg->core.env_file, sizeof(cfg->core.env_file), ".env");
 
     cfg->password.opslimit = 2;

@@ -65,6 +65,8 @@ struct config_core {
     int cache_ttl_s;               /* profile cache entry lifetime, seconds; default 300 */
     int credential_cache_entries;  /* verified logins remembered (core/credcache.h); default 262144
                                     */
+    int token_cache_entries;       /* verified session tokens remembered (core/token.h); 0 = off;
+                                      default 65536 */
     int credential_cache_ttl_s;    /* how long a verified login is trusted, seconds; 0 = off;
                                       default 3600 (the session lifetime) */
     char env_file[CONFIG_STR_MAX]; /* file holding secrets (JWT_SECRET, MYSQL_PASSWORD); default

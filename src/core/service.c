@@ -65,6 +65,7 @@ struct service {
     struct password_hasher *hasher;   /* argon2id on nice +10 threads */
     struct picture_store *pictures;   /* avatar files */
     struct credcache *creds;          /* recently verified logins (skip argon2id) */
+    struct token_cache *tokens;       /* recently verified tokens (skip libjwt); NULL = off */
     pthread_mutex_t user_locks[SERVICE_USER_LOCKS];
 };
 
@@ -227,8 +228,8 @@ static pthread_mutex_t *user_lock(struct service *svc, const char *username)
 static int verify_token(struct call *c, struct token_claims *claims)
 {
     struct service *svc = c->svc;
-    int trc = token_verify(svc->cfg.jwt_secret, svc->cfg.jwt_secret_len,
-                           str_or_empty(c->req->token), (int64_t)time(NULL), claims);
+    int trc = token_verify_cached(svc->tokens, svc->cfg.jwt_secret, svc->cfg.jwt_secret_len,
+                                  str_or_empty(c->req->token), (int64_t)time(NULL), claims);
 
     if (trc == TOKEN_ERROR) {
         reply_internal(c, "token_error");
@@ -1239,6 +1240,12 @@ struct service *service_create(const struct config *cfg)
         picture_store_destroy(svc->pictures);
         goto nomem;
     }
+    svc->tokens = token_cache_create((size_t)cfg->core.token_cache_entries);
+    if (svc->tokens == NULL && cfg->core.token_cache_entries > 0) {
+        credcache_destroy(svc->creds);
+        picture_store_destroy(svc->pictures);
+        goto nomem;
+    }
     return svc;
 
 nomem:
@@ -1259,6 +1266,7 @@ fail:
 void service_destroy(struct service *svc)
 {
     if (svc == NULL) return;
+    token_cache_destroy(svc->tokens);
     credcache_destroy(svc->creds);
     picture_store_destroy(svc->pictures);
     password_hasher_destroy(svc->hasher);

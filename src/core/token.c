@@ -1,6 +1,7 @@
 #include "core/token.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -112,5 +113,91 @@ int token_verify(const unsigned char *key, size_t key_len, const char *token, in
     rc = exp <= now ? TOKEN_EXPIRED : TOKEN_OK;
 done:
     jwt_free(jwt);
+    return rc;
+}
+
+/* ------------------------------------------------------------ token cache */
+
+#define TOKEN_CACHE_STRIPES 64 /* locks, each over every 64th slot */
+
+struct token_slot {
+    uint16_t len;                      /* token bytes; 0 = empty slot */
+    char token[TOKEN_CACHE_TOKEN_MAX]; /* the verified token, not NUL-terminated */
+    struct token_claims claims;        /* what token_verify found in it */
+};
+
+struct token_cache {
+    size_t entries;                                    /* slots */
+    unsigned char hash_key[crypto_shorthash_KEYBYTES]; /* SipHash key, random */
+    pthread_mutex_t locks[TOKEN_CACHE_STRIPES];        /* slot i under locks[i % STRIPES] */
+    struct token_slot *slots;                          /* entries of them, calloc'ed */
+};
+
+struct token_cache *token_cache_create(size_t entries)
+{
+    struct token_cache *tc;
+    int locks = 0;
+
+    if (entries == 0) return NULL;
+    tc = calloc(1, sizeof(*tc));
+    if (tc == NULL) return NULL;
+    tc->entries = entries;
+    crypto_shorthash_keygen(tc->hash_key);
+    /* calloc of a large block maps zero pages: untouched slots cost no memory. */
+    tc->slots = calloc(entries, sizeof(*tc->slots));
+    if (tc->slots == NULL) goto fail;
+    for (; locks < TOKEN_CACHE_STRIPES; locks++)
+        if (pthread_mutex_init(&tc->locks[locks], NULL) != 0) goto fail;
+    return tc;
+fail:
+    while (locks > 0)
+        pthread_mutex_destroy(&tc->locks[--locks]);
+    free(tc->slots);
+    free(tc);
+    errno = ENOMEM;
+    return NULL;
+}
+
+void token_cache_destroy(struct token_cache *tc)
+{
+    if (tc == NULL) return;
+    for (int i = 0; i < TOKEN_CACHE_STRIPES; i++)
+        pthread_mutex_destroy(&tc->locks[i]);
+    /* Tokens are bearer credentials: leave none in freed memory. */
+    sodium_memzero(tc->slots, tc->entries * sizeof(*tc->slots));
+    free(tc->slots);
+    sodium_memzero(tc, sizeof(*tc));
+    free(tc);
+}
+
+int token_verify_cached(struct token_cache *tc, const unsigned char *key, size_t key_len,
+                        const char *token, int64_t now, struct token_claims *claims)
+{
+    size_t len = token != NULL ? strnlen(token, TOKEN_CACHE_TOKEN_MAX + 1) : 0;
+    if (tc == NULL || len == 0 || len > TOKEN_CACHE_TOKEN_MAX || key_len < TOKEN_MIN_KEY_BYTES ||
+        key_len > INT32_MAX)
+        return token_verify(key, key_len, token, now, claims);
+
+    unsigned char h[crypto_shorthash_BYTES];
+    uint64_t idx;
+    crypto_shorthash(h, (const unsigned char *)token, len, tc->hash_key);
+    memcpy(&idx, h, sizeof(idx));
+    idx %= tc->entries;
+    struct token_slot *slot = &tc->slots[idx];
+    pthread_mutex_t *lock = &tc->locks[idx % TOKEN_CACHE_STRIPES];
+
+    pthread_mutex_lock(lock);
+    int hit = slot->len == len && sodium_memcmp(slot->token, token, len) == 0;
+    if (hit) *claims = slot->claims;
+    pthread_mutex_unlock(lock);
+    if (hit) return claims->exp <= now ? TOKEN_EXPIRED : TOKEN_OK;
+
+    int rc = token_verify(key, key_len, token, now, claims);
+    if (rc != TOKEN_OK) return rc;
+    pthread_mutex_lock(lock);
+    slot->len = (uint16_t)len;
+    memcpy(slot->token, token, len);
+    slot->claims = *claims;
+    pthread_mutex_unlock(lock);
     return rc;
 }
