@@ -177,8 +177,9 @@ def load_run(prefix):
 
 
 def parse_name(name):
-    """'profile-random-c2000' -> (profile, random, 2000); cold-c200, mixed-c100+100."""
-    m = re.match(r"^(login|profile|nickname)-(fixed|random)-c(\d+)$", name)
+    """'profile-random-c2000' -> (profile, random, 2000); the same through
+    nginx ('...-c2000-nginx') has the same targets; cold-c200, mixed-c100+100."""
+    m = re.match(r"^(login|profile|nickname)-(fixed|random)-c(\d+)(?:-nginx)?$", name)
     if m:
         return m.group(1), m.group(2), int(m.group(3))
     m = re.match(r"^baseline-c(\d+)$", name)
@@ -264,7 +265,7 @@ def progress_line(sdir):
         return f"{sc['name']}: FAILED (no wrk figures; see {sdir}/*.wrk.txt)"
     if sc["requests"] == 0:
         return f"{sc['name']}: NO RESPONSES within the run (see {sdir}/*.wrk.txt)"
-    line = (f"{sc['name']:<22} {fmt_int(sc['rps']):>8} req/s  p50 {fmt_ms(sc['p50_ms'])} ms  "
+    line = (f"{sc['name']:<28} {fmt_int(sc['rps']):>8} req/s  p50 {fmt_ms(sc['p50_ms'])} ms  "
             f"p99 {fmt_ms(sc['p99_ms'])} ms  p99.9 {fmt_ms(sc['p999_ms'])} ms  errors {sc['errors']}")
     if "second" in sc:
         s = sc["second"]
@@ -332,7 +333,7 @@ def build(out_dir, docs_dir=None):
     for k in ("login", "profile", "nickname"):
         for m in ("fixed", "random"):
             for c in info.get("connections", "200 2000").split():
-                order.append(f"{k}-{m}-c{c}")
+                order += [f"{k}-{m}-c{c}", f"{k}-{m}-c{c}-nginx"]
     order += ["cold-c200", "mixed-c100+100"]
     present = {os.path.basename(d.rstrip("/")) for d in glob.glob(os.path.join(out_dir, "*/")) if
                glob.glob(os.path.join(d, "*.meta"))}

@@ -9,10 +9,14 @@
 # Scenarios (names as in the report):
 #   baseline-c200, baseline-c2000   a private nginx on loopback answering
 #                                   `return 200` (bench/nginx-baseline.conf)
-#   {login,profile,nickname}-{fixed,random}-c{200,2000}
+#   {login,profile,nickname}-{fixed,random}-c{200,2000}[-nginx]
 #       fixed:  c distinct users, each connection as if keeping one user
 #       random: every request a uniform draw from a pool of BENCH_POOL (10,000)
 #               users spread over the whole id range 1..[stack] users
+#       -nginx: the same through the production nginx site (deploy/nginx,
+#               rendered on a private port in front of the web server, see
+#               site_start); without the suffix: the web server directly.
+#               Each is run right after its direct twin.
 #   cold-c200        logins of users not logged in before in this run
 #                    (a disjoint id range), bound by argon2id; reported next
 #                    to the bare verify rate of bench/argon2_verify.c
@@ -39,6 +43,9 @@
 #   BENCH_POOL=10000   users of the random pool
 #   BENCH_TIMEOUT=10s  wrk --timeout (slower responses count as timeouts)
 #   BENCH_NGINX_PORT=18000   port of the baseline nginx (127.0.0.1)
+#   BENCH_VIA="direct nginx"  the matrix against the web server, through the
+#                      site's nginx, or both
+#   BENCH_SITE_PORT=18001    port of the site's nginx (127.0.0.1)
 #   BENCH_ONLY=REGEX   run only the matching scenarios
 #   BENCH_DOCS=0       do not touch docs/ (results directory only)
 #   BENCH_INSTALL=0    do not apt-get install missing tools, fail instead
@@ -62,6 +69,8 @@ CONNECTIONS=${BENCH_CONNECTIONS:-"200 2000"}
 POOL=${BENCH_POOL:-10000}
 TIMEOUT=${BENCH_TIMEOUT:-10s}
 NGINX_PORT=${BENCH_NGINX_PORT:-18000}
+SITE_PORT=${BENCH_SITE_PORT:-18001}
+VIA=${BENCH_VIA:-"direct nginx"}
 ONLY=${BENCH_ONLY:-.}
 LUA=$ROOT/bench/wrk/scenario.lua
 
@@ -106,6 +115,9 @@ to_bytes() {
     esac
 }
 
+# abspath PATH: PATH, relative ones taken from the repository (as stack.sh does).
+abspath() { case "$1" in /*) echo "$1" ;; *) echo "$ROOT/$1" ;; esac; }
+
 # pid_of NAME: the pid in <var_dir>/run/NAME.pid when that process is alive.
 pid_of() {
     local f="$VAR/run/$1.pid" pid
@@ -125,7 +137,7 @@ lo_bytes() { awk '$1 == "lo:" { print $2 }' /proc/net/dev; }
 # wrk_start PREFIX CONNS DURATION KIND MODE [VAR=VALUE...]: starts one wrk in
 # the background (output PREFIX.wrk.txt, figures PREFIX.json); sets WRK_PID.
 wrk_start() {
-    local prefix=$1 conns=$2 dur=$3 kind=$4 mode=$5 url=$WEB_URL
+    local prefix=$1 conns=$2 dur=$3 kind=$4 mode=$5 url=$TARGET_URL
     shift 5
     [ "$kind" = baseline ] && url="http://127.0.0.1:$NGINX_PORT"
     rm -f "$prefix.json"
@@ -254,6 +266,55 @@ nginx_start() {
     die "baseline nginx did not start on port $NGINX_PORT: $(tail -n 2 "$OUT/nginx.out" 2>/dev/null) (set BENCH_NGINX_PORT)"
 }
 
+# --- the site's nginx (scenarios through nginx) ----------------------------------------
+
+# The production site of deploy/nginx (site-render.sh, as make start and
+# deploy/install.sh render it) on a private port in front of the running web
+# server. Two changes, both for the load generator: the login rate limit
+# exempts 127.0.0.1 (the documented [nginx] login_exempt, as for a monitoring
+# host: 15,000 logins a second from one address are the point of the
+# scenario), and the access log goes to /dev/null (its lines are formatted and
+# written, at no disk cost: a full run would write gigabytes).
+SITE_PID=""
+SITE_PIDS=""
+site_start() {
+    local dir=$OUT/site i
+    mkdir -p "$dir/tmp"
+    deploy/nginx/render.sh deploy/nginx/headers.conf.in >"$dir/headers.conf"
+    deploy/nginx/site-render.sh --listen "127.0.0.1:$SITE_PORT" --server-name 127.0.0.1 \
+        --web "$WEB_HOST:$WEB_PORT" --proxy-address "$(stack get nginx proxy_address 127.0.0.2)" \
+        --max-bytes "$(stack get picture max_bytes 10M)" --login-exempt 127.0.0.1 \
+        --access-log /dev/null --headers "$dir/headers.conf" \
+        --pictures "$(abspath "$(stack get picture dir var/data/pictures)")" \
+        --static "$(abspath "$(stack get web static_dir web/static)")" \
+        --errors "$ROOT/deploy/nginx/errors" >"$dir/site.conf"
+    deploy/nginx/render.sh deploy/nginx/nginx-dev.conf.in USER_LINE="$([ "$(id -u)" -eq 0 ] && echo 'user root;')" \
+        PREFIX="$dir" ERROR_LOG="$dir/error.log" SITE="$dir/site.conf" >"$dir/nginx.conf"
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$SITE_PORT") 2>/dev/null ||
+        die "port $SITE_PORT (BENCH_SITE_PORT) is taken: the site's nginx cannot start"
+    "$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" -g 'daemon off;' >"$dir/nginx.out" 2>&1 &
+    SITE_PID=$!
+    for ((i = 0; i < 50; i++)); do
+        [ -d "/proc/$SITE_PID" ] || break
+        if (exec 3<>"/dev/tcp/127.0.0.1/$SITE_PORT") 2>/dev/null; then
+            SITE_PIDS=$( (echo "$SITE_PID"; pgrep -P "$SITE_PID" || true) | paste -sd,)
+            code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$SITE_PORT/api/v1/profile" || true)
+            [ "$code" = 401 ] || die "the site's nginx answered $code for /api/v1/profile, expected 401 (see $dir/error.log)"
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "the site's nginx did not start on port $SITE_PORT: $(tail -n 2 "$dir/nginx.out" "$dir/error.log" 2>/dev/null)"
+}
+
+site_stop() {
+    [ -n "$SITE_PID" ] || return 0
+    kill -QUIT "$SITE_PID" 2>/dev/null || true
+    wait "$SITE_PID" 2>/dev/null || true
+    SITE_PID=""
+    SITE_PIDS=""
+}
+
 nginx_stop() {
     [ -n "$NGINX_PID" ] || return 0
     kill -QUIT "$NGINX_PID" 2>/dev/null || true
@@ -266,6 +327,7 @@ nginx_stop() {
 
 cleanup() {
     nginx_stop
+    site_stop
     # wrk and pidstat children of this shell, if interrupted mid-run
     local p
     for p in $(jobs -p); do kill "$p" 2>/dev/null || true; done
@@ -283,6 +345,10 @@ main() {
     WEB_HOST=$(stack get web host 127.0.0.1)
     WEB_PORT=$(stack get web port 8080)
     WEB_URL="http://$WEB_HOST:$WEB_PORT"
+    TARGET_URL=$WEB_URL
+    for v in $VIA; do
+        case "$v" in direct | nginx) ;; *) die "BENCH_VIA: '$v' is neither direct nor nginx" ;; esac
+    done
     USERS=$(stack get stack users 10000000)
     OPSLIMIT=$(stack get password opslimit 2)
     MEMLIMIT=$(to_bytes "$(stack get password memlimit 19M)")
@@ -315,6 +381,7 @@ main() {
         echo "warmup=$WARMUP"
         echo "threads=$THREADS"
         echo "connections=$CONNECTIONS"
+        echo "via=$VIA"
         echo "pool=$POOL"
         echo "timeout=$TIMEOUT"
         echo "users=$USERS"
@@ -353,7 +420,7 @@ main() {
     OFFSET=$((STRIDE / 2))
     seq 0 $((POOL - 1)) | awk -v s="$STRIDE" -v o="$OFFSET" '{ print $1 * s + o }' >"$OUT/pool.ids"
 
-    SCENARIO_COUNT=$((2 + 6 * $(wc -w <<<"$CONNECTIONS") + 2))
+    SCENARIO_COUNT=$((2 + 6 * $(wc -w <<<"$CONNECTIONS") * $(wc -w <<<"$VIA") + 2))
 
     # Sessions for profile and nickname: log the pool in, or reuse the sessions
     # of an earlier run against the same server when each token outlives this
@@ -364,13 +431,13 @@ main() {
     [ -f "$CACHE" ] && REUSE=(--reuse "$CACHE" --min-valid "$ESTIMATE")
     NEED_SESSIONS=0
     for c in $CONNECTIONS; do
-        for n in profile-{fixed,random}-c$c nickname-{fixed,random}-c$c mixed-c100+100; do
+        for n in {profile,nickname}-{fixed,random}-c$c{,-nginx} mixed-c100+100; do
             [[ $n =~ $ONLY ]] && NEED_SESSIONS=1
         done
         # Login scenarios assume the pool was warmed once against this very core
         # process (its credential cache lives in memory): log the pool in afresh,
         # never reuse sessions from a run against an earlier core.
-        for n in login-{fixed,random}-c$c; do
+        for n in login-{fixed,random}-c$c{,-nginx}; do
             if [[ $n =~ $ONLY ]]; then
                 NEED_SESSIONS=1
                 REUSE=()
@@ -405,11 +472,18 @@ main() {
     done
     nginx_stop
 
-    # 2. the matrix
+    # 2. the matrix, each scenario directly and through the site's nginx
+    if [[ " $VIA " == *" nginx "* ]]; then
+        for c in $CONNECTIONS; do
+            for n in {login,profile,nickname}-{fixed,random}-c$c-nginx; do
+                [[ $n =~ $ONLY ]] && [ -z "$SITE_PID" ] && site_start
+            done
+        done
+        [ -z "$SITE_PID" ] || say "site nginx: deploy/nginx's site on 127.0.0.1:$SITE_PORT in front of $WEB_URL"
+    fi
     for kind in login profile nickname; do
         for mode in fixed random; do
             for c in $CONNECTIONS; do
-                [[ $kind-$mode-c$c =~ $ONLY ]] || { SCENARIO_NO=$((SCENARIO_NO + 1)); continue; }
                 if [ "$kind" = login ]; then
                     file=$OUT/pool.ids
                 else
@@ -421,10 +495,23 @@ main() {
                         '(NR - 1) % step == 0 && n < c { print; n++ }' "$file" >"$OUT/fixed-$kind-c$c.txt"
                     file=$OUT/fixed-$kind-c$c.txt
                 fi
-                scenario "$kind-$mode-c$c" "$c @D@ $kind $mode BENCH_USERS=$file"
+                for v in $VIA; do
+                    name=$kind-$mode-c$c
+                    TARGET_URL=$WEB_URL
+                    EXTRA_PIDS=""
+                    if [ "$v" = nginx ]; then
+                        name+=-nginx
+                        TARGET_URL="http://127.0.0.1:$SITE_PORT"
+                        EXTRA_PIDS=$SITE_PIDS
+                    fi
+                    [[ $name =~ $ONLY ]] || { SCENARIO_NO=$((SCENARIO_NO + 1)); continue; }
+                    scenario "$name" "$c @D@ $kind $mode BENCH_USERS=$file"
+                done
             done
         done
     done
+    site_stop
+    TARGET_URL=$WEB_URL
 
     # 3. cold logins, next to the bare argon2id verify rate measured just before.
     if [[ cold-c200 =~ $ONLY ]] || [[ mixed-c100+100 =~ $ONLY ]]; then
