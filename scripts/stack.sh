@@ -480,6 +480,7 @@ start_all() {
     local popt=("$@")
     [ ${#popt[@]} -gt 0 ] || popt=(--if-empty)
     ensure_dirs
+    rm -f "$(stop_mark)"
     ensure_secrets
     mysql_start
     redis_start
@@ -493,7 +494,13 @@ start_all() {
 # The URL users should open: nginx when it runs in front, else the web server.
 front_url() { if [ "$NGINX_ENABLED" = 1 ]; then nginx_url; else url; fi; }
 
+# Written by stop_all before it stops anything, removed by start_all: tells a
+# `run` supervising this instance (make run in another terminal) that the
+# servers going away were stopped on purpose (make stop), not crashed.
+stop_mark() { printf '%s/stop-requested\n' "$RUN_DIR"; }
+
 stop_all() {
+    [ -d "$RUN_DIR" ] && : >"$(stop_mark)"
     nginx_stop
     server_stop web
     server_stop core
@@ -529,11 +536,13 @@ status_all() {
 }
 
 run_foreground() {
-    local tail_pid=""
+    local tail_pid="" stopped_elsewhere=0
     on_exit() {
         trap '' INT TERM HUP
         [ -n "$tail_pid" ] && kill "$tail_pid" 2>/dev/null
         echo >&2
+        # make stop is stopping everything already: do not race it
+        [ "$stopped_elsewhere" = 1 ] && return
         say "stopping everything..."
         stop_all
     }
@@ -563,6 +572,11 @@ run_foreground() {
     while :; do
         for s in core web; do
             if ! pid_alive "$RUN_DIR/$s.pid" "profile-$s" >/dev/null; then
+                if [ -e "$(stop_mark)" ]; then
+                    say "stopped from elsewhere (make stop): ending the run"
+                    stopped_elsewhere=1
+                    exit 0
+                fi
                 local now
                 now=$(date +%s)
                 if [ $((now - ${window[$s]:-0})) -gt 60 ]; then
@@ -584,6 +598,11 @@ run_foreground() {
             fi
         done
         if [ "$NGINX_ENABLED" = 1 ] && ! pid_alive "$NGINX_PIDFILE" "$NGINX_CONF" >/dev/null; then
+            if [ -e "$(stop_mark)" ]; then
+                say "stopped from elsewhere (make stop): ending the run"
+                stopped_elsewhere=1
+                exit 0
+            fi
             say "nginx exited unexpectedly (see $LOG_DIR/nginx-error.log)"
             exit 1
         fi

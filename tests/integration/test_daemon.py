@@ -13,7 +13,10 @@ started by the tests (free ports, the test instance's MySQL and Redis):
   * journald: with JOURNAL_STREAM naming stderr, every line starts with
     an sd-daemon priority prefix (<6> info...);
   * [log] file + SIGHUP: after the file is moved away (logrotate), SIGHUP
-    makes the server write to a new file at the configured path.
+    makes the server write to a new file at the configured path;
+  * `make run` (scripts/stack.sh run) restarts a core that was killed, and
+    `make stop` from another terminal ends that run instead of being undone
+    by it.
 
 The fake core below speaks the RPC framing (4-byte big-endian length +
 protobuf) with a hand-rolled encoder for the few fields it needs.
@@ -389,6 +392,70 @@ class LogReopenTest(DaemonTestCase):
         self.assertNotIn("/after-rotation", open(log + ".1").read())
         self.assertIn("/before-rotation", open(log + ".1").read())
         self.assertEqual(web.text(), "", "nothing may go to stderr when a log file is set")
+
+
+class RunSupervisorTest(helpers.StackTestCase):
+    """scripts/stack.sh run (make run) on a private instance of its own: free
+    ports, its own var_dir, the test instance's MySQL and Redis."""
+
+    def test_make_stop_ends_a_supervised_run_instead_of_restarting_it(self):
+        # Found in a trial: `make stop` while `make run` supervised made the
+        # supervisor start core and web again (it only watched for exits).
+        tmp = tempfile.mkdtemp(prefix="profile-run-")
+        web_port, core_port = free_port(), free_port()
+        test_var = os.path.join(ROOT, helpers.config_value("stack", "var_dir", "var/test"))
+        config = os.path.join(tmp, "run.ini")
+        with open(config, "w") as f:
+            f.write("\n".join([
+                "[web]", "port = %d" % web_port, "env_file = %s/.env.web" % test_var,
+                "[rpc]", "core_port = %d" % core_port,
+                "[core]", "port = %d" % core_port, "env_file = %s/.env" % test_var,
+                "[picture]", "dir = %s/pictures" % tmp,
+                "[mysql]", "port = %s" % helpers.config_value("mysql", "port", "23306"),
+                "[redis]", "port = %s" % helpers.config_value("redis", "port", "26379"),
+                "[nginx]", "enabled = 0",
+                "[stack]", "manage_mysql = 0", "manage_redis = 0", "var_dir = %s/var" % tmp,
+                "users = %s" % helpers.config_value("stack", "users", "20000"), ""]))
+        cmd = [helpers.STACK_SCRIPT, "--config", config]
+        log_path = os.path.join(tmp, "run.out")
+        log = open(log_path, "w")
+        self.addCleanup(log.close)
+        run = subprocess.Popen(cmd + ["run"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                               env=clean_env(), start_new_session=True)
+
+        def cleanup():
+            if run.poll() is None:
+                os.killpg(run.pid, signal.SIGKILL)
+                run.wait()
+            subprocess.run(cmd + ["stop"], cwd=ROOT, env=clean_env(), capture_output=True, timeout=60)
+        self.addCleanup(cleanup)
+
+        def output():
+            with open(log_path) as f:
+                return f.read()
+
+        wait_port(web_port, run, timeout_s=60)
+        # Supervision is on: a killed core is started again.
+        with open(os.path.join(tmp, "var", "run", "core.pid")) as f:
+            first_core = int(f.read().strip())
+        os.kill(first_core, signal.SIGKILL)
+        self.assertTrue(helpers.wait_for(lambda: "restarting" in output(), 10), output())
+        wait_port(core_port, run, timeout_s=30)
+
+        stop = subprocess.run(cmd + ["stop"], cwd=ROOT, env=clean_env(), capture_output=True,
+                              text=True, timeout=60)
+        self.assertEqual(stop.returncode, 0, stop.stdout + stop.stderr)
+        try:
+            rc = run.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.fail("make run still running 30 s after make stop:\n" + output())
+        text = output()
+        self.assertEqual(rc, 0, text)
+        self.assertIn("stopped from elsewhere", text)
+        self.assertEqual(text.count("restarting"), 1, "restarted after make stop:\n" + text)
+        for port in (web_port, core_port):
+            with self.assertRaises(OSError, msg="port %d still open" % port):
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
 
 
 if __name__ == "__main__":
