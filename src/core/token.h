@@ -85,8 +85,8 @@ int token_verify(const unsigned char *key, size_t key_len, const char *token, in
  */
 struct token_cache;
 
-#define TOKEN_CACHE_TOKEN_MAX                                                                      \
-    384 /* longer tokens are verified, not cached (ours: ~210-290), bytes */
+/* Longer tokens are verified, not cached (ours are ~210-290), bytes. */
+#define TOKEN_CACHE_TOKEN_MAX 384
 
 /*
  * Creates a cache of entries slots (~500 bytes each, allocated lazily by the
