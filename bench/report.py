@@ -320,7 +320,8 @@ def verdict(value, limit, higher_is_better=True):
     if ok:
         return "yes"
     off = (value / limit - 1) * 100
-    return f"**no** ({off:+.0f} %)"
+    # a miss by less than 0.5 % would print as "-0 %": give it a decimal
+    return f"**no** ({off:+.0f} %)" if abs(off) >= 1 else f"**no** ({off:+.1f} %)"
 
 
 def build(out_dir, docs_dir=None):

@@ -4,7 +4,9 @@
 #
 #   bench/run.sh                       all scenarios: warm-up + 3 runs of 30 s each
 #   BENCH_QUICK=1 bench/run.sh         1 run of 5 s, 2 s warm-up (development)
-#   BENCH_ONLY='profile|baseline' ...  only the scenarios whose name matches
+#   BENCH_ONLY='^profile|^baseline' ...  only the scenarios whose name matches
+#                                      (a regular expression: anchor it, e.g.
+#                                      '^profile-fixed-c200$' is one scenario)
 #
 # Scenarios (names as in the report):
 #   baseline-c200, baseline-c2000   a private nginx on loopback answering
@@ -47,7 +49,8 @@
 #                      site's nginx, or both
 #   BENCH_SITE_PORT=18001    port of the site's nginx (127.0.0.1)
 #   BENCH_ONLY=REGEX   run only the matching scenarios
-#   BENCH_DOCS=0       do not touch docs/ (results directory only)
+#   BENCH_DOCS=0|1     leave docs/ alone / regenerate it (default: 1 for a full
+#                      run, 0 with BENCH_QUICK or BENCH_ONLY)
 #   BENCH_INSTALL=0    do not apt-get install missing tools, fail instead
 #   CONFIG=etc/profile.ini   the instance (as for make start)
 set -euo pipefail
@@ -72,6 +75,10 @@ NGINX_PORT=${BENCH_NGINX_PORT:-18000}
 SITE_PORT=${BENCH_SITE_PORT:-18001}
 VIA=${BENCH_VIA:-"direct nginx"}
 ONLY=${BENCH_ONLY:-.}
+# Only a full run replaces the committed figures in docs/ unless asked.
+DOCS=1
+{ [ "${BENCH_QUICK:-0}" = 1 ] || [ "$ONLY" != . ]; } && DOCS=0
+DOCS=${BENCH_DOCS:-$DOCS}
 LUA=$ROOT/bench/wrk/scenario.lua
 
 say() { printf '%s\n' "bench: $*" >&2; }
@@ -446,9 +453,12 @@ main() {
     done
     if [ "$NEED_SESSIONS" = 1 ]; then
         say "logging in the $POOL pool users (sessions for profile and nickname)"
-        python3 bench/sessions.py --url "$WEB_URL" --ids "$OUT/pool.ids" --out "$OUT/sessions.txt" "${REUSE[@]}" ||
-            die "could not log in the pool users"
-        cmp -s "$OUT/sessions.txt" "$CACHE" || cp "$OUT/sessions.txt" "$CACHE"
+        # 10,000 live bearer tokens: readable by their owner only, like .env
+        (umask 077 && python3 bench/sessions.py --url "$WEB_URL" --ids "$OUT/pool.ids" \
+            --out "$OUT/sessions.txt" "${REUSE[@]}") || die "could not log in the pool users"
+        chmod 600 "$OUT/sessions.txt"
+        cmp -s "$OUT/sessions.txt" "$CACHE" || (umask 077 && cp "$OUT/sessions.txt" "$CACHE")
+        chmod 600 "$CACHE"
     fi
 
     # Cold logins: each wrk invocation (warm-up and runs, cold and mixed) gets its
@@ -463,7 +473,21 @@ main() {
         echo "BENCH_COLD_BASE=$COLD_NEXT BENCH_COLD_SPAN=$SPAN BENCH_COLD_MOD=$STRIDE BENCH_COLD_SKIP=$OFFSET"
     }
 
-    say "$((SCENARIO_COUNT)) scenarios, warm-up ${WARMUP} s + $RUNS x ${DURATION} s each, wrk -t$THREADS"
+    local all=(baseline-c{200,2000}) matching=0 n
+    for c in $CONNECTIONS; do
+        for n in {login,profile,nickname}-{fixed,random}-c$c; do
+            for v in $VIA; do
+                [ "$v" = nginx ] && all+=("$n-nginx") || all+=("$n")
+            done
+        done
+    done
+    all+=(cold-c200 mixed-c100+100)
+    for n in "${all[@]}"; do [[ $n =~ $ONLY ]] && matching=$((matching + 1)); done
+    if [ "$matching" -eq "${#all[@]}" ]; then
+        say "$SCENARIO_COUNT scenarios, warm-up ${WARMUP} s + $RUNS x ${DURATION} s each, wrk -t$THREADS"
+    else
+        say "$matching of $SCENARIO_COUNT scenarios match BENCH_ONLY, warm-up ${WARMUP} s + $RUNS x ${DURATION} s each, wrk -t$THREADS"
+    fi
 
     # 1. baseline
     if [[ baseline-c200 =~ $ONLY ]] || [[ baseline-c2000 =~ $ONLY ]]; then nginx_start; fi
@@ -551,7 +575,7 @@ main() {
 
     # 4. the report
     report_args=("$OUT")
-    [ "${BENCH_DOCS:-1}" = 1 ] && report_args+=(--docs "$ROOT/docs")
+    [ "$DOCS" = 1 ] && report_args+=(--docs "$ROOT/docs")
     python3 bench/report.py "${report_args[@]}"
     say "done: $OUT/summary.md"
 }

@@ -546,6 +546,12 @@ run_foreground() {
         say "stopping everything..."
         stop_all
     }
+    # make stop (stop_all) ran elsewhere: end without a second stop_all.
+    end_stopped_elsewhere() {
+        say "stopped from elsewhere (make stop): ending the run"
+        stopped_elsewhere=1
+        exit 0
+    }
     trap on_exit EXIT
     # Ctrl-C is how a user ends `make run`: a clean stop is a success.
     trap 'exit 0' INT TERM
@@ -572,11 +578,7 @@ run_foreground() {
     while :; do
         for s in core web; do
             if ! pid_alive "$RUN_DIR/$s.pid" "profile-$s" >/dev/null; then
-                if [ -e "$(stop_mark)" ]; then
-                    say "stopped from elsewhere (make stop): ending the run"
-                    stopped_elsewhere=1
-                    exit 0
-                fi
+                [ -e "$(stop_mark)" ] && end_stopped_elsewhere
                 local now
                 now=$(date +%s)
                 if [ $((now - ${window[$s]:-0})) -gt 60 ]; then
@@ -590,19 +592,21 @@ run_foreground() {
                 fi
                 say "$s exited unexpectedly (see $LOG_DIR/$s.log); restarting it in 2 s"
                 sleep 2
+                [ -e "$(stop_mark)" ] && end_stopped_elsewhere
                 if [ "$s" = core ]; then
                     server_start core "$CORE_HOST" "$CORE_PORT" || say "core did not come back"
                 else
                     server_start web "$WEB_HOST" "$WEB_PORT" || say "web did not come back"
                 fi
+                # A make stop that began while it was starting may have missed it.
+                if [ -e "$(stop_mark)" ]; then
+                    server_stop "$s"
+                    end_stopped_elsewhere
+                fi
             fi
         done
         if [ "$NGINX_ENABLED" = 1 ] && ! pid_alive "$NGINX_PIDFILE" "$NGINX_CONF" >/dev/null; then
-            if [ -e "$(stop_mark)" ]; then
-                say "stopped from elsewhere (make stop): ending the run"
-                stopped_elsewhere=1
-                exit 0
-            fi
+            [ -e "$(stop_mark)" ] && end_stopped_elsewhere
             say "nginx exited unexpectedly (see $LOG_DIR/nginx-error.log)"
             exit 1
         fi

@@ -163,8 +163,12 @@ void token_cache_destroy(struct token_cache *tc)
     if (tc == NULL) return;
     for (int i = 0; i < TOKEN_CACHE_STRIPES; i++)
         pthread_mutex_destroy(&tc->locks[i]);
-    /* Tokens are bearer credentials: leave none in freed memory. */
-    sodium_memzero(tc->slots, tc->entries * sizeof(*tc->slots));
+    /* Tokens are bearer credentials: leave none in freed memory. Only the
+     * slots ever filled: zeroing all of them would touch every page of the
+     * array (up to ~2 GiB at the largest token_cache_entries). Reading len
+     * of a page never written maps the shared zero page, no memory. */
+    for (size_t i = 0; i < tc->entries; i++)
+        if (tc->slots[i].len != 0) sodium_memzero(&tc->slots[i], sizeof(tc->slots[i]));
     free(tc->slots);
     sodium_memzero(tc, sizeof(*tc));
     free(tc);

@@ -398,18 +398,17 @@ class RunSupervisorTest(helpers.StackTestCase):
     """scripts/stack.sh run (make run) on a private instance of its own: free
     ports, its own var_dir, the test instance's MySQL and Redis."""
 
-    def test_make_stop_ends_a_supervised_run_instead_of_restarting_it(self):
-        # Found in a trial: `make stop` while `make run` supervised made the
-        # supervisor start core and web again (it only watched for exits).
+    def start_run(self):
+        """Starts `run`; returns (stack command, process, output(), tmp dir)."""
         tmp = tempfile.mkdtemp(prefix="profile-run-")
-        web_port, core_port = free_port(), free_port()
+        self.web_port, self.core_port = free_port(), free_port()
         test_var = os.path.join(ROOT, helpers.config_value("stack", "var_dir", "var/test"))
         config = os.path.join(tmp, "run.ini")
         with open(config, "w") as f:
             f.write("\n".join([
-                "[web]", "port = %d" % web_port, "env_file = %s/.env.web" % test_var,
-                "[rpc]", "core_port = %d" % core_port,
-                "[core]", "port = %d" % core_port, "env_file = %s/.env" % test_var,
+                "[web]", "port = %d" % self.web_port, "env_file = %s/.env.web" % test_var,
+                "[rpc]", "core_port = %d" % self.core_port,
+                "[core]", "port = %d" % self.core_port, "env_file = %s/.env" % test_var,
                 "[picture]", "dir = %s/pictures" % tmp,
                 "[mysql]", "port = %s" % helpers.config_value("mysql", "port", "23306"),
                 "[redis]", "port = %s" % helpers.config_value("redis", "port", "26379"),
@@ -434,14 +433,15 @@ class RunSupervisorTest(helpers.StackTestCase):
             with open(log_path) as f:
                 return f.read()
 
-        wait_port(web_port, run, timeout_s=60)
-        # Supervision is on: a killed core is started again.
-        with open(os.path.join(tmp, "var", "run", "core.pid")) as f:
-            first_core = int(f.read().strip())
-        os.kill(first_core, signal.SIGKILL)
-        self.assertTrue(helpers.wait_for(lambda: "restarting" in output(), 10), output())
-        wait_port(core_port, run, timeout_s=30)
+        wait_port(self.web_port, run, timeout_s=60)
+        return cmd, run, output, tmp
 
+    def kill_core(self, tmp, output):
+        with open(os.path.join(tmp, "var", "run", "core.pid")) as f:
+            os.kill(int(f.read().strip()), signal.SIGKILL)
+        self.assertTrue(helpers.wait_for(lambda: "restarting" in output(), 10), output())
+
+    def stop_and_expect_run_to_end(self, cmd, run, output):
         stop = subprocess.run(cmd + ["stop"], cwd=ROOT, env=clean_env(), capture_output=True,
                               text=True, timeout=60)
         self.assertEqual(stop.returncode, 0, stop.stdout + stop.stderr)
@@ -452,10 +452,29 @@ class RunSupervisorTest(helpers.StackTestCase):
         text = output()
         self.assertEqual(rc, 0, text)
         self.assertIn("stopped from elsewhere", text)
-        self.assertEqual(text.count("restarting"), 1, "restarted after make stop:\n" + text)
-        for port in (web_port, core_port):
-            with self.assertRaises(OSError, msg="port %d still open" % port):
+        time.sleep(0.5)
+        for port in (self.web_port, self.core_port):
+            with self.assertRaises(OSError, msg="port %d still open:\n%s" % (port, text)):
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return text
+
+    def test_make_stop_ends_a_supervised_run_instead_of_restarting_it(self):
+        # Found in a trial: `make stop` while `make run` supervised made the
+        # supervisor start core and web again (it only watched for exits).
+        cmd, run, output, tmp = self.start_run()
+        self.kill_core(tmp, output)  # supervision is on: a killed core is started again
+        wait_port(self.core_port, run, timeout_s=30)
+        text = self.stop_and_expect_run_to_end(cmd, run, output)
+        self.assertEqual(text.count("restarting"), 1, "restarted after make stop:\n" + text)
+
+    def test_make_stop_during_the_restart_pause_leaves_nothing_running(self):
+        # Found in the next trial: a stop that landed in the supervisor's 2 s
+        # pause before a restart let it start the server after all.
+        cmd, run, output, tmp = self.start_run()
+        self.kill_core(tmp, output)  # "restarting it in 2 s": stop now, inside the pause
+        text = self.stop_and_expect_run_to_end(cmd, run, output)
+        self.assertNotIn("core: starting on 127.0.0.1:%d" % self.core_port,
+                         text[text.index("restarting"):], text)
 
 
 if __name__ == "__main__":

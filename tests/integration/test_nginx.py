@@ -199,6 +199,14 @@ class BodyLimitTest(helpers.StackTestCase):
         resp = self.big_post("/api/v1/profile/picture", "image/png", 11 * 1024 * 1024)
         helpers.assert_json_error(self, resp, 413)
 
+    def test_too_large_json_body_gets_a_413_naming_the_json_limit(self):
+        # Found in a trial: a 70 KB login was told "pictures may be at most 10 MiB".
+        for path in ("/api/v1/login", "/api/v1/profile"):
+            resp = self.big_post(path, "application/json", 70 * 1024)
+            helpers.assert_json_error(self, resp, 413)
+            self.assertIn(b"64 KiB", resp.body, path)
+            self.assertNotIn(b"picture", resp.body.lower(), path)
+
     def test_upload_at_the_picture_limit_is_passed_to_the_web_server(self):
         # 10 MiB + a little multipart envelope must not be cut by nginx.
         token = helpers.login_token(self, "user907")
