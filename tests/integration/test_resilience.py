@@ -321,7 +321,11 @@ class WebStopTest(helpers.StackTestCase):
         for thread in threads:
             thread.join(60)
         self.assertNotIn("SIGKILL", out)
-        self.assertLess(took, 8.0, "web-stop took %.1f s" % took)
+        # The drain (5 s) + up to 1 s to flush the answers it decided last +
+        # answering every queued connection 503 and the stop script's polling:
+        # 7.1 s inside the web and 8.9 s here once on a loaded CI machine with
+        # 2,000 queued (the defect this guards against took 14-23 s).
+        self.assertLess(took, 10.5, "web-stop took %.1f s" % took)
         self.assertEqual(errors, [])
         self.assertEqual(len(results), n)
         self.assertLessEqual(set(results), {401, 503})
