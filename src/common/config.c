@@ -94,6 +94,7 @@ static const struct config_key config_keys[] = {
 
     {"log", "level", CFG_LEVEL, F(log.level), 0, 0},
     STR("log", "file", log.file),
+    INT("log", "buffer_kb", log.buffer_kb, 0, 16384),
 };
 
 #define CONFIG_NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -158,6 +159,7 @@ static void config_defaults(struct config *cfg)
     cfg->redis.timeout_ms = 1000;
 
     cfg->log.level = LOG_INFO;
+    cfg->log.buffer_kb = 64;
 }
 
 static const struct config_key *config_find(const char *section, const char *name)

@@ -105,6 +105,8 @@ struct config_redis {
 struct config_log {
     int level;                 /* enum log_level; default LOG_INFO */
     char file[CONFIG_STR_MAX]; /* append lines here (reopened on SIGHUP); "" = stderr (default) */
+    int buffer_kb; /* INFO/DEBUG lines gathered before one write(2), KiB; 0 = a write per line;
+                      default 64 (log.h, log_set_buffer) */
 };
 
 struct config {

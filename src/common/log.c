@@ -25,6 +25,13 @@ static char log_path[LOG_PATH_MAX]; /* the log file, "" for stderr */
 static pthread_mutex_t log_reopen_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local char log_tag[LOG_TAG_MAX + 1]; /* this thread's tag, "" for none */
 
+/* The buffer of log_set_buffer; log_buf_mu also orders the writes of
+ * buffered and unbuffered lines once it exists. */
+static pthread_mutex_t log_buf_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *log_buf;       /* INFO/DEBUG lines not yet written; NULL = unbuffered */
+static size_t log_buf_size; /* capacity of log_buf, bytes (>= LOG_LINE_MAX) */
+static size_t log_buf_used; /* bytes of log_buf holding lines */
+
 /* sd-daemon(3) priorities: LOG_DEBUG 7, LOG_INFO 6, LOG_WARNING 4, LOG_ERR 3. */
 static const char log_journal_prefix[][4] = {"<7>", "<6>", "<4>", "<3>"};
 
@@ -77,10 +84,69 @@ int log_open(const char *file)
     return 0;
 }
 
+/* Writes all len bytes at p: a buffer of many lines may be written in
+ * parts (a full pipe or socket), and a line must not be cut. Gives up
+ * silently on an error other than EINTR: nowhere is left to report it. */
+static void write_all(const char *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(log_fd, p, len);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return;
+        }
+        p += w;
+        len -= (size_t)w;
+    }
+}
+
+/* Writes and empties the buffer. Caller holds log_buf_mu. */
+static void flush_locked(void)
+{
+    if (log_buf_used == 0) return;
+    write_all(log_buf, log_buf_used);
+    log_buf_used = 0;
+}
+
+void log_flush(void)
+{
+    if (log_buf == NULL) return;
+    int saved = errno;
+    pthread_mutex_lock(&log_buf_mu);
+    flush_locked();
+    pthread_mutex_unlock(&log_buf_mu);
+    errno = saved;
+}
+
+int log_set_buffer(size_t bytes)
+{
+    if (bytes == 0) return 0;
+    if (log_buf != NULL) {
+        errno = EALREADY;
+        return -1;
+    }
+    if (bytes < LOG_LINE_MAX) bytes = LOG_LINE_MAX; /* the longest line always fits */
+    char *buf = malloc(bytes);
+    if (buf == NULL) return -1;
+    log_buf_size = bytes;
+    log_buf = buf;
+    /* Lines still buffered when a server returns from main or calls exit. */
+    if (atexit(log_flush) != 0) {
+        log_buf = NULL;
+        free(buf);
+        errno = ENOMEM;
+        return -1;
+    }
+    return 0;
+}
+
 int log_reopen(void)
 {
     int rc = 0;
     pthread_mutex_lock(&log_reopen_mu);
+    /* Lines logged before the reopen belong to the old file. */
+    if (log_buf != NULL) pthread_mutex_lock(&log_buf_mu);
+    if (log_buf != NULL) flush_locked();
     if (log_path[0] != '\0') {
         int fd = open_log_file(log_path);
         /* dup2 swaps the file under log_fd in one step: a concurrent write
@@ -92,6 +158,7 @@ int log_reopen(void)
             errno = saved;
         }
     }
+    if (log_buf != NULL) pthread_mutex_unlock(&log_buf_mu);
     pthread_mutex_unlock(&log_reopen_mu);
     return rc;
 }
@@ -124,6 +191,7 @@ void log_write(enum log_level level, uint64_t rid, const char *fmt, ...)
 {
     if ((int)level < log_threshold || level > LOG_ERROR) return;
 
+    int saved = errno; /* callers log between a failure and reading its errno */
     char line[LOG_LINE_MAX];
     int n;
     if (log_journal) {
@@ -142,21 +210,36 @@ void log_write(enum log_level level, uint64_t rid, const char *fmt, ...)
                      now.tv_nsec / 1000000L, log_level_names[level], (unsigned long long)rid,
                      log_tag[0] ? "tag=" : "", log_tag, log_tag[0] ? " " : "");
     }
-    if (n < 0) return;
+    if (n < 0) goto done;
     size_t used = (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1;
 
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(line + used, sizeof(line) - used, fmt, ap);
     va_end(ap);
-    if (m < 0) return;
+    if (m < 0) goto done;
     used += (size_t)m;
     if (used > sizeof(line) - 2) used = sizeof(line) - 2; /* truncated, keep room for '\n' */
     line[used++] = '\n';
 
-    /* One write per line: concurrent threads never interleave inside a line. */
-    ssize_t w = write(log_fd, line, used);
-    (void)w; /* nowhere left to report a failed log write */
+    if (log_buf != NULL) {
+        pthread_mutex_lock(&log_buf_mu);
+        if (level <= LOG_INFO) {
+            if (log_buf_size - log_buf_used < used) flush_locked();
+            memcpy(log_buf + log_buf_used, line, used);
+            log_buf_used += used;
+        } else {
+            /* A warning or error is seen at once, after what came before it. */
+            flush_locked();
+            write_all(line, used);
+        }
+        pthread_mutex_unlock(&log_buf_mu);
+    } else {
+        /* One write per line: concurrent threads never interleave inside a line. */
+        write_all(line, used);
+    }
+done:
+    errno = saved;
 }
 
 char *log_quote(char *out, size_t out_size, const char *s, size_t len)

@@ -44,7 +44,8 @@ static void on_hup_signal(int sig)
 }
 
 /* rpc_server tick, on the accept thread every <= 200 ms: a stuck accept loop
- * stops the watchdog pings and systemd restarts the core. */
+ * stops the watchdog pings and systemd restarts the core; also the log
+ * buffer's flush. */
 static void core_tick(void *ctx)
 {
     (void)ctx;
@@ -53,6 +54,7 @@ static void core_tick(void *ctx)
         reopen_flag = 0;
         log_reopen_reported();
     }
+    log_flush(); /* buffered lines are at most one tick old */
 }
 
 static void usage(FILE *out, const char *prog)
@@ -120,6 +122,10 @@ int main(int argc, char **argv)
                 strerror(errno));
         return EXIT_FAILURE;
     }
+    if (log_set_buffer((size_t)cfg.log.buffer_kb * 1024) != 0) {
+        fprintf(stderr, "profile-core: no memory for a %d KiB log buffer\n", cfg.log.buffer_kb);
+        return EXIT_FAILURE;
+    }
     if (install_signals() != 0) {
         log_error(0, "event=core_start outcome=failure error=\"cannot install signal handlers\"");
         goto done;
@@ -181,5 +187,6 @@ done:
     service_destroy(svc);
     if (vips_ready) vips_shutdown();
     sodium_memzero(&cfg, sizeof(cfg));
+    log_flush();
     return status;
 }

@@ -118,7 +118,8 @@ done:
 
 /* ------------------------------------------------------------ token cache */
 
-#define TOKEN_CACHE_STRIPES 64 /* locks, each over every 64th slot */
+#define TOKEN_CACHE_WAYS 2     /* slots per bucket; a token may use any of its bucket's */
+#define TOKEN_CACHE_STRIPES 64 /* locks, each over every 64th bucket (both of its slots) */
 
 struct token_slot {
     uint16_t len;                      /* token bytes; 0 = empty slot */
@@ -126,12 +127,36 @@ struct token_slot {
     struct token_claims claims;        /* what token_verify found in it */
 };
 
-struct token_cache {
-    size_t entries;                                    /* slots */
-    unsigned char hash_key[crypto_shorthash_KEYBYTES]; /* SipHash key, random */
-    pthread_mutex_t locks[TOKEN_CACHE_STRIPES];        /* slot i under locks[i % STRIPES] */
-    struct token_slot *slots;                          /* entries of them, calloc'ed */
+/* The least-recently-used choice below is "not mru", which needs exactly two. */
+_Static_assert(TOKEN_CACHE_WAYS == 2, "token_bucket.mru picks the victim of two ways only");
+
+struct token_bucket {
+    uint8_t mru; /* way (0/1) hit or filled last; the other goes first */
+    struct token_slot way[TOKEN_CACHE_WAYS]; /* the slots a token hashed here may use */
 };
+
+struct token_cache {
+    size_t entries;                                    /* usable slots: tokens it can hold */
+    size_t buckets;                                    /* ceil(entries / TOKEN_CACHE_WAYS) */
+    unsigned char hash_key[crypto_shorthash_KEYBYTES]; /* SipHash key, random */
+    pthread_mutex_t locks[TOKEN_CACHE_STRIPES];        /* bucket i under locks[i % STRIPES] */
+    struct token_bucket *table;                        /* buckets of them, calloc'ed */
+};
+
+/* Usable ways of bucket b: TOKEN_CACHE_WAYS, except the last one of an odd
+ * entries, which has one (its way[1] is never used). */
+static unsigned bucket_ways(const struct token_cache *tc, size_t b)
+{
+    return b + 1 == tc->buckets && tc->entries % TOKEN_CACHE_WAYS != 0 ? 1 : TOKEN_CACHE_WAYS;
+}
+
+/* Way of bucket b holding token (len bytes), or -1. Caller holds its lock. */
+static int bucket_find(const struct token_bucket *b, unsigned ways, const char *token, size_t len)
+{
+    for (unsigned w = 0; w < ways; w++)
+        if (b->way[w].len == len && sodium_memcmp(b->way[w].token, token, len) == 0) return (int)w;
+    return -1;
+}
 
 struct token_cache *token_cache_create(size_t entries)
 {
@@ -142,17 +167,18 @@ struct token_cache *token_cache_create(size_t entries)
     tc = calloc(1, sizeof(*tc));
     if (tc == NULL) return NULL;
     tc->entries = entries;
+    tc->buckets = entries / TOKEN_CACHE_WAYS + (entries % TOKEN_CACHE_WAYS != 0);
     crypto_shorthash_keygen(tc->hash_key);
-    /* calloc of a large block maps zero pages: untouched slots cost no memory. */
-    tc->slots = calloc(entries, sizeof(*tc->slots));
-    if (tc->slots == NULL) goto fail;
+    /* calloc of a large block maps zero pages: untouched buckets cost no memory. */
+    tc->table = calloc(tc->buckets, sizeof(*tc->table));
+    if (tc->table == NULL) goto fail;
     for (; locks < TOKEN_CACHE_STRIPES; locks++)
         if (pthread_mutex_init(&tc->locks[locks], NULL) != 0) goto fail;
     return tc;
 fail:
     while (locks > 0)
         pthread_mutex_destroy(&tc->locks[--locks]);
-    free(tc->slots);
+    free(tc->table);
     free(tc);
     errno = ENOMEM;
     return NULL;
@@ -165,11 +191,13 @@ void token_cache_destroy(struct token_cache *tc)
         pthread_mutex_destroy(&tc->locks[i]);
     /* Tokens are bearer credentials: leave none in freed memory. Only the
      * slots ever filled: zeroing all of them would touch every page of the
-     * array (up to ~2 GiB at the largest token_cache_entries). Reading len
+     * table (up to ~2 GiB at the largest token_cache_entries). Reading len
      * of a page never written maps the shared zero page, no memory. */
-    for (size_t i = 0; i < tc->entries; i++)
-        if (tc->slots[i].len != 0) sodium_memzero(&tc->slots[i], sizeof(tc->slots[i]));
-    free(tc->slots);
+    for (size_t b = 0; b < tc->buckets; b++)
+        for (unsigned w = 0; w < TOKEN_CACHE_WAYS; w++)
+            if (tc->table[b].way[w].len != 0)
+                sodium_memzero(&tc->table[b].way[w], sizeof(tc->table[b].way[w]));
+    free(tc->table);
     sodium_memzero(tc, sizeof(*tc));
     free(tc);
 }
@@ -186,22 +214,39 @@ int token_verify_cached(struct token_cache *tc, const unsigned char *key, size_t
     uint64_t idx;
     crypto_shorthash(h, (const unsigned char *)token, len, tc->hash_key);
     memcpy(&idx, h, sizeof(idx));
-    idx %= tc->entries;
-    struct token_slot *slot = &tc->slots[idx];
+    idx %= tc->buckets;
+    struct token_bucket *bucket = &tc->table[idx];
+    unsigned ways = bucket_ways(tc, idx);
     pthread_mutex_t *lock = &tc->locks[idx % TOKEN_CACHE_STRIPES];
 
     pthread_mutex_lock(lock);
-    int hit = slot->len == len && sodium_memcmp(slot->token, token, len) == 0;
-    if (hit) *claims = slot->claims;
+    int w = bucket_find(bucket, ways, token, len);
+    if (w >= 0) {
+        *claims = bucket->way[w].claims;
+        if (bucket->mru != w) bucket->mru = (uint8_t)w; /* no store (dirty line) if unchanged */
+    }
     pthread_mutex_unlock(lock);
-    if (hit) return claims->exp <= now ? TOKEN_EXPIRED : TOKEN_OK;
+    if (w >= 0) return claims->exp <= now ? TOKEN_EXPIRED : TOKEN_OK;
 
     int rc = token_verify(key, key_len, token, now, claims);
     if (rc != TOKEN_OK) return rc;
     pthread_mutex_lock(lock);
-    slot->len = (uint16_t)len;
-    memcpy(slot->token, token, len);
-    slot->claims = *claims;
+    /* Another thread may have cached the same token meanwhile: one copy is enough. */
+    w = bucket_find(bucket, ways, token, len);
+    if (w < 0) {
+        /* An empty way, else the one not used most recently. */
+        w = ways == 1 ? 0 : 1 - bucket->mru;
+        for (unsigned i = 0; i < ways; i++)
+            if (bucket->way[i].len == 0) {
+                w = (int)i;
+                break;
+            }
+        struct token_slot *slot = &bucket->way[w];
+        slot->len = (uint16_t)len;
+        memcpy(slot->token, token, len);
+        slot->claims = *claims;
+    }
+    bucket->mru = (uint8_t)w;
     pthread_mutex_unlock(lock);
     return rc;
 }

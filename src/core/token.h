@@ -78,10 +78,13 @@ int token_verify(const unsigned char *key, size_t key_len, const char *token, in
  * on every request. The key is not part of the entry: use one cache per key
  * (the core's JWT secret is fixed for the life of the process).
  *
- * Direct-mapped: a token's slot is a keyed hash (SipHash-2-4, random key per
- * cache) of its bytes, so nobody can aim tokens at another one's slot; a
- * colliding token replaces the slot's entry. Locks are striped; safe from
- * any thread.
+ * 2-way set-associative: a keyed hash (SipHash-2-4, random key per cache) of
+ * a token's bytes picks its bucket of two slots, so nobody can aim tokens at
+ * another one's bucket. A token is cached in an empty slot of its bucket, or
+ * else replaces the entry not used most recently (each bucket remembers
+ * which of its two was hit or filled last); so two tokens sharing a bucket
+ * both stay cached, and it takes a third to evict one. Locks are striped,
+ * both slots of a bucket under the same one; safe from any thread.
  */
 struct token_cache;
 
@@ -89,10 +92,14 @@ struct token_cache;
 #define TOKEN_CACHE_TOKEN_MAX 384
 
 /*
- * Creates a cache of entries slots (~500 bytes each, allocated lazily by the
- * kernel as they are used); entries 0 gives NULL, which every function below
- * takes as "no cache" (always verifies). Returns NULL with errno ENOMEM on
- * failure too: check entries before calling when that matters.
+ * Creates a cache holding up to entries tokens: entries slots (~500 bytes
+ * each, allocated lazily by the kernel as they are used) in buckets of two,
+ * ceil(entries / 2) buckets. An odd entries makes the last bucket one of a
+ * single usable slot (direct-mapped, as entries 1 is as a whole), so the
+ * cache never holds more than entries tokens. entries 0 gives NULL, which
+ * every function below takes as "no cache" (always verifies). Returns NULL
+ * with errno ENOMEM on failure too: check entries before calling when that
+ * matters.
  */
 struct token_cache *token_cache_create(size_t entries);
 
@@ -101,9 +108,9 @@ void token_cache_destroy(struct token_cache *tc);
 
 /*
  * token_verify() through tc: the same arguments, results and claims. A hit
- * (the same token verified earlier by this cache) costs a hash, a lock and a
- * compare; TOKEN_EXPIRED once its exp <= now. Only TOKEN_OK results are
- * cached. tc NULL: plain token_verify().
+ * (the same token verified earlier by this cache) costs a hash, a lock and
+ * up to two compares; TOKEN_EXPIRED once its exp <= now. Only TOKEN_OK
+ * results are cached. tc NULL: plain token_verify().
  */
 int token_verify_cached(struct token_cache *tc, const unsigned char *key, size_t key_len,
                         const char *token, int64_t now, struct token_claims *claims);

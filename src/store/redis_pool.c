@@ -23,6 +23,8 @@ static struct timeval timeout_tv(int ms)
     return tv;
 }
 
+#define REDIS_POOL_READ_BUF_KEEP (256u << 10) /* bytes of read buffer a connection keeps */
+
 static void *redis_open(void *arg)
 {
     struct redis_pool *pool = arg;
@@ -46,6 +48,11 @@ static void *redis_open(void *arg)
         redisFree(ctx);
         return NULL;
     }
+    /* hiredis frees an idle reply buffer above 16 KiB after every reply, and
+     * a group's pipelined MGET answer (~40 KiB) regrew it each time: keep up
+     * to REDIS_POOL_READ_BUF_KEEP per connection (hiredis README, "Reader
+     * max buffer"). */
+    ctx->reader->maxbuf = REDIS_POOL_READ_BUF_KEEP;
     log_debug(0, "event=redis_connect outcome=success host=%s port=%d", pool->cfg.host,
               pool->cfg.port);
     return ctx;

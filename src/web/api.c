@@ -59,11 +59,14 @@ static enum MHD_Result profile_reply(struct web_request *req, const Rpc__Respons
 /*
  * Parses the buffered body as a JSON object (RFC 8259). JSON_ALLOW_NUL
  * keeps "\u0000" inside strings so validation can refuse it by name instead
- * of the parser hiding it. Returns the object (caller decrefs), or NULL
+ * of the parser hiding it. Returns the object (owned by req, parsed once), or NULL
  * after queueing 400 into *q.
  */
 static json_t *body_object(struct web_request *req, enum MHD_Result *q)
 {
+    /* A fast-lane handler runs twice (before and after its RPC, see
+     * request.h): the second run takes the first one's parse. */
+    if (req->body_json != NULL) return req->body_json;
     json_error_t jerr;
     json_t *root = json_loadb(req->body.data ? req->body.data : "", req->body.len,
                               JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &jerr);
@@ -78,6 +81,7 @@ static json_t *body_object(struct web_request *req, enum MHD_Result *q)
                               "The request body must be a JSON object.");
         return NULL;
     }
+    req->body_json = root;
     return root;
 }
 
@@ -142,7 +146,6 @@ enum MHD_Result api_login(struct web_request *req)
     }
 done:
     rpc_call_free(resp);
-    json_decref(root);
     return q;
 }
 
@@ -189,7 +192,6 @@ enum MHD_Result api_profile_patch(struct web_request *req)
     rr.nickname = (char *)nick;
     q = profile_call(req, &rr, 1);
 done:
-    json_decref(root);
     free(token);
     return q;
 }

@@ -23,7 +23,7 @@
 #include "web/server.h"
 
 #define DRAIN_MS 5000 /* time in-flight requests get to finish at shutdown, milliseconds */
-#define TICK_MS 1000  /* main loop wake-up without signals (watchdog), milliseconds */
+#define TICK_MS 200   /* main loop wake-up without signals (watchdog, log flush), milliseconds */
 
 static void usage(FILE *out)
 {
@@ -66,6 +66,10 @@ int main(int argc, char **argv)
                 strerror(errno));
         return 1;
     }
+    if (log_set_buffer((size_t)cfg.log.buffer_kb * 1024) != 0) {
+        fprintf(stderr, "profile-web: no memory for a %d KiB log buffer\n", cfg.log.buffer_kb);
+        return 1;
+    }
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -96,6 +100,7 @@ int main(int argc, char **argv)
         struct timespec tick = {TICK_MS / 1000, (long)(TICK_MS % 1000) * 1000000L};
         int sig = sigtimedwait(&set, NULL, &tick);
         (void)daemon_watchdog_ping();
+        log_flush(); /* buffered lines are at most one tick old */
         if (sig == SIGHUP) log_reopen_reported();
         if (sig == SIGTERM || sig == SIGINT) break;
         if (sig < 0 && errno != EAGAIN && errno != EINTR) {
@@ -108,5 +113,6 @@ int main(int argc, char **argv)
     log_info(0, "web: stopping (signal received)");
     web_server_stop(srv, DRAIN_MS);
     log_info(0, "web: stopped");
+    log_flush();
     return 0;
 }

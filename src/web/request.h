@@ -96,6 +96,9 @@ struct web_request {
     int body_error;              /* 0, or the HTTP status the body earned (400, 413, 415...) */
     const char *body_error_code; /* static snake_case code for body_error */
     const char *body_error_msg;  /* static sentence for body_error */
+    struct json_t *body_json;    /* the JSON body once parsed (jansson), so the replay of a
+                                    fast-lane handler does not parse it again; owned, freed
+                                    with the request */
 
     /* response */
     int status;            /* HTTP status queued; 0 until a response was queued */

@@ -2,6 +2,7 @@
 #include "web/server.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <sodium.h>
@@ -619,6 +620,7 @@ static void request_free(struct web_request *req)
     rpc_call_free(req->async_resp);
     form_destroy(req->form);
     html_buf_free(&req->body);
+    json_decref(req->body_json);
     free(req->set_cookie);
     free(req->set_csrf_cookie);
     free(req->path);

@@ -44,13 +44,15 @@ static void defaults_match_the_documented_values(void **state)
     assert_int_equal(cfg.picture.max_bytes, 10u << 20);
     assert_int_equal(cfg.core.token_ttl_s, 3600);
     assert_int_equal(cfg.log.level, LOG_INFO);
+    assert_int_equal(cfg.log.buffer_kb, 64);
 }
 
 static void ini_values_and_env_overrides_apply_in_order(void **state)
 {
     (void)state;
     const char *path = write_file("a.ini", "[web]\nport = 8181\n[password]\nmemlimit = 64MiB\n"
-                                           "[log]\nlevel = debug\n[stack]\nmanage_mysql = 0\n");
+                                           "[log]\nlevel = debug\nbuffer_kb = 0\n"
+                                           "[stack]\nmanage_mysql = 0\n");
     setenv("PROFILE_WEB_PORT", "8282", 1);
     struct config cfg;
     assert_int_equal(config_load(&cfg, path), 0);
@@ -58,6 +60,7 @@ static void ini_values_and_env_overrides_apply_in_order(void **state)
     assert_int_equal(cfg.web.port, 8282);
     assert_int_equal(cfg.password.memlimit, 64u << 20);
     assert_int_equal(cfg.log.level, LOG_DEBUG);
+    assert_int_equal(cfg.log.buffer_kb, 0);
 }
 
 static void unknown_keys_and_bad_values_are_refused(void **state)

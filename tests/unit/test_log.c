@@ -1,4 +1,5 @@
-/* Unit tests for common/log: file output, SIGHUP-style reopen, tags, journald prefixes. */
+/* Unit tests for common/log: file output, SIGHUP-style reopen, tags, journald prefixes,
+ * the line buffer. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +10,8 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <errno.h>
 
 #include <cmocka.h>
 
@@ -111,12 +114,92 @@ static void journald_stream_gets_priority_prefixes(void **state)
     unlink(path);
 }
 
+/* 1 when path holds needle. */
+static int file_has(const char *path, const char *needle)
+{
+    char *text = slurp(path);
+    int found = strstr(text, needle) != NULL;
+    free(text);
+    return found;
+}
+
+/* Runs one buffered-logger scenario in a child (the buffer is for the
+ * process's lifetime) and returns its exit status: 0 = every check held,
+ * otherwise the number of the first check that failed. */
+static int buffered_child(const char *path, const char *rotated)
+{
+    if (log_open(path) != 0 || log_set_buffer(8192) != 0) return 1;
+    if (log_set_buffer(8192) != -1 || errno != EALREADY) return 2;
+    log_info(1, "event=held");
+    if (file_has(path, "held")) return 3; /* an INFO line waits in the buffer */
+    errno = ENOENT;
+    log_info(2, "event=errno_kept");
+    if (errno != ENOENT) return 4; /* callers read errno after logging a failure */
+    log_warn(3, "event=warned");
+    char *text = slurp(path);
+    char *held = strstr(text, "event=held\n"), *warned = strstr(text, "event=warned\n");
+    int order_ok = held != NULL && warned != NULL && held < warned;
+    free(text);
+    if (!order_ok) return 5; /* a WARN is written at once, after what came before it */
+    log_info(4, "event=flushed");
+    log_flush();
+    if (!file_has(path, "event=flushed\n")) return 6;
+    log_info(5, "event=before_reopen");
+    if (rename(path, rotated) != 0 || log_reopen() != 0) return 7;
+    log_info(6, "event=after_reopen");
+    log_flush();
+    if (!file_has(rotated, "event=before_reopen\n") || file_has(path, "before_reopen") ||
+        !file_has(path, "event=after_reopen\n"))
+        return 8; /* lines logged before a reopen belong to the old file */
+    /* 300 lines of ~100 bytes overflow the 8 KiB buffer: written whole, in order. */
+    for (int i = 0; i < 300; i++)
+        log_info(7, "event=fill n=%03d pad=%060d", i, 0);
+    text = slurp(path);
+    int whole = strstr(text, "n=000 ") != NULL && strstr(text, "n=299 ") == NULL;
+    size_t len = strlen(text);
+    whole = whole && len > 0 && text[len - 1] == '\n';
+    free(text);
+    if (!whole) return 9; /* an overflow writes what was gathered, whole lines only */
+    log_flush();
+    text = slurp(path);
+    const char *at = text;
+    for (int i = 0; i < 300 && at != NULL; i++) {
+        char want[16];
+        snprintf(want, sizeof(want), "n=%03d ", i);
+        at = strstr(at, want);
+    }
+    free(text);
+    if (at == NULL) return 10;
+    log_info(8, "event=at_exit");
+    exit(0); /* not _exit: exit(3) writes what is still buffered */
+}
+
+static void buffered_lines_are_written_in_order_on_flush_warning_reopen_and_exit(void **state)
+{
+    (void)state;
+    char path[128], rotated[140];
+    snprintf(path, sizeof(path), "%s/buffered.log", dir);
+    snprintf(rotated, sizeof(rotated), "%s.1", path);
+    fflush(stdout);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) _exit(buffered_child(path, rotated));
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0); /* else: the number of the failed check */
+    assert_true(file_has(path, "event=at_exit\n"));
+    unlink(path);
+    unlink(rotated);
+}
+
 int main(void)
 {
     if (mkdtemp(dir) == NULL) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(tags_are_checked_and_cleared),
         cmocka_unit_test(journald_stream_gets_priority_prefixes),
+        cmocka_unit_test(buffered_lines_are_written_in_order_on_flush_warning_reopen_and_exit),
         cmocka_unit_test(file_lines_carry_the_tag_and_reopen_follows_a_rename),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

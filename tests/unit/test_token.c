@@ -4,7 +4,9 @@
  * tokens signed with HS384/HS512 under the right key, tampered payloads or
  * signatures and ill-formed claims are all refused. The verified-token
  * cache answers exactly as token_verify does, expires entries at their exp,
- * and never serves a token that differs from a cached one by a byte.
+ * never serves a token that differs from a cached one by a byte, keeps two
+ * tokens sharing a bucket both cached, evicts the least recently used one
+ * for a third, and never holds more tokens than its entries.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -358,7 +360,7 @@ static void a_cached_token_expires_at_its_exp(void **state)
 static void a_token_differing_from_a_cached_one_is_verified_afresh(void **state)
 {
     (void)state;
-    struct token_cache *tc = token_cache_create(1); /* every token shares the one slot */
+    struct token_cache *tc = token_cache_create(1); /* one bucket of one slot: all share it */
     char *token = issue("user7", NOW, 3600);
     size_t len = strlen(token);
     struct token_claims c;
@@ -384,7 +386,18 @@ static void a_token_differing_from_a_cached_one_is_verified_afresh(void **state)
     token_cache_destroy(tc);
 }
 
-/* One slot, two users: each replaces the other, and each always gets its own claims. */
+/* Whether token is in tc, without changing what is: under other_key a hit
+ * answers TOKEN_OK (a_hit_skips_the_signature_check) and a miss verifies
+ * and is refused, and a refusal is not cached. A hit only marks token as
+ * its bucket's most recently used. */
+static int cached(struct token_cache *tc, const char *token)
+{
+    struct token_claims c;
+    return token_verify_cached(tc, other_key, sizeof(other_key), token, NOW, &c) == TOKEN_OK;
+}
+
+/* One slot (entries 1 is a single bucket of one usable slot), two users:
+ * each replaces the other, and each always gets its own claims. */
 static void colliding_tokens_replace_each_other_and_keep_their_own_claims(void **state)
 {
     (void)state;
@@ -394,12 +407,112 @@ static void colliding_tokens_replace_each_other_and_keep_their_own_claims(void *
     for (int i = 0; i < 4; i++) {
         assert_int_equal(token_verify_cached(tc, key, sizeof(key), a, NOW, &c), TOKEN_OK);
         assert_string_equal(c.sub, "alice");
+        assert_false(cached(tc, b));
         assert_int_equal(token_verify_cached(tc, key, sizeof(key), b, NOW, &c), TOKEN_OK);
         assert_string_equal(c.sub, "bob");
+        assert_false(cached(tc, a));
     }
     free(a);
     free(b);
     token_cache_destroy(tc);
+}
+
+/* Slots come in buckets of two: two tokens in a cache of two (one bucket)
+ * are both kept. A direct-mapped cache of two slots would put a pair in the
+ * same slot half the time; 20 pairs, each in a fresh cache (a fresh SipHash
+ * key), make that near certain (1 - 2^-20) to show. */
+static void two_tokens_in_a_cache_of_two_both_stay_cached(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 20; i++) {
+        struct token_cache *tc = token_cache_create(2);
+        assert_non_null(tc);
+        char *a = issue("alice", NOW, 3600), *b = issue("bob", NOW, 3600);
+        struct token_claims c;
+        assert_false(cached(tc, a));
+        assert_false(cached(tc, b));
+        assert_int_equal(token_verify_cached(tc, key, sizeof(key), a, NOW, &c), TOKEN_OK);
+        assert_int_equal(token_verify_cached(tc, key, sizeof(key), b, NOW, &c), TOKEN_OK);
+        for (int round = 0; round < 2; round++) { /* both hit (other_key), with their claims */
+            assert_int_equal(token_verify_cached(tc, other_key, sizeof(other_key), a, NOW, &c),
+                             TOKEN_OK);
+            assert_string_equal(c.sub, "alice");
+            assert_int_equal(token_verify_cached(tc, other_key, sizeof(other_key), b, NOW, &c),
+                             TOKEN_OK);
+            assert_string_equal(c.sub, "bob");
+        }
+        free(a);
+        free(b);
+        token_cache_destroy(tc);
+    }
+}
+
+/* A third token in a full bucket replaces the entry not used most recently:
+ * a hit counts as a use, so the token just hit stays, whichever slot it is
+ * in; with no hit, the older of the two goes. */
+static void a_third_token_in_a_full_bucket_evicts_the_least_recently_used_one(void **state)
+{
+    (void)state;
+    struct token_claims c;
+    /* touch: which of a (0) and b (1) is hit after both are cached; 2: none */
+    for (int touch = 0; touch < 3; touch++) {
+        for (int i = 0; i < 5; i++) {
+            struct token_cache *tc = token_cache_create(2); /* one bucket */
+            char *t[3] = {issue("alice", NOW, 3600), issue("bob", NOW, 3600),
+                          issue("carol", NOW, 3600)};
+            assert_int_equal(token_verify_cached(tc, key, sizeof(key), t[0], NOW, &c), TOKEN_OK);
+            assert_int_equal(token_verify_cached(tc, key, sizeof(key), t[1], NOW, &c), TOKEN_OK);
+            if (touch < 2) assert_true(cached(tc, t[touch]));
+            int kept = touch < 2 ? touch : 1; /* no hit: a, filled first, is the LRU */
+            int evicted = 1 - kept;
+            assert_int_equal(token_verify_cached(tc, key, sizeof(key), t[2], NOW, &c), TOKEN_OK);
+            assert_false(cached(tc, t[evicted]));
+            assert_true(cached(tc, t[kept]));
+            assert_true(cached(tc, t[2]));
+            /* and the LRU order goes on: t[2] was hit last, so t[evicted] now replaces t[kept] */
+            assert_int_equal(token_verify_cached(tc, key, sizeof(key), t[evicted], NOW, &c),
+                             TOKEN_OK);
+            assert_true(cached(tc, t[2]));
+            assert_true(cached(tc, t[evicted]));
+            assert_false(cached(tc, t[kept]));
+            for (int k = 0; k < 3; k++)
+                free(t[k]);
+            token_cache_destroy(tc);
+        }
+    }
+}
+
+/* entries is how many tokens a cache can hold, also when it is odd (the last
+ * bucket then has one slot): after entries + 1 tokens at most entries hit.
+ * Were the last bucket's second slot used too, 3 or 5 entries would hold all
+ * 4 or 6 tokens whenever they spread two per bucket. */
+static void a_cache_never_holds_more_tokens_than_its_entries(void **state)
+{
+    (void)state;
+    struct token_claims c;
+    const size_t sizes[] = {1, 3, 5};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+        for (int i = 0; i < 20; i++) {
+            struct token_cache *tc = token_cache_create(sizes[s]);
+            assert_non_null(tc);
+            char *t[6];
+            size_t n = sizes[s] + 1, hits = 0;
+            for (size_t k = 0; k < n; k++) {
+                char user[32];
+                snprintf(user, sizeof(user), "user%zu", k);
+                t[k] = issue(user, NOW, 3600);
+                assert_int_equal(token_verify_cached(tc, key, sizeof(key), t[k], NOW, &c),
+                                 TOKEN_OK);
+            }
+            assert_true(cached(tc, t[n - 1])); /* the last one verified is always kept */
+            for (size_t k = 0; k < n; k++) {
+                hits += (size_t)cached(tc, t[k]);
+                free(t[k]);
+            }
+            assert_in_range(hits, 1, sizes[s]);
+            token_cache_destroy(tc);
+        }
+    }
 }
 
 static void no_cache_and_oversized_tokens_fall_back_to_token_verify(void **state)
@@ -447,8 +560,9 @@ static void *hammer_main(void *arg)
     return NULL;
 }
 
-/* Four threads on eight tokens in four slots (constant replacement): every
- * answer right (run under ThreadSanitizer/ASan builds too). */
+/* Four threads on eight tokens in four slots (two buckets of two): constant
+ * replacement, and threads missing the same token at once; every answer
+ * right (run under ThreadSanitizer/ASan builds too). */
 static void concurrent_verifies_always_get_their_own_claims(void **state)
 {
     (void)state;
@@ -493,6 +607,9 @@ int main(void)
         cmocka_unit_test(a_cached_token_expires_at_its_exp),
         cmocka_unit_test(a_token_differing_from_a_cached_one_is_verified_afresh),
         cmocka_unit_test(colliding_tokens_replace_each_other_and_keep_their_own_claims),
+        cmocka_unit_test(two_tokens_in_a_cache_of_two_both_stay_cached),
+        cmocka_unit_test(a_third_token_in_a_full_bucket_evicts_the_least_recently_used_one),
+        cmocka_unit_test(a_cache_never_holds_more_tokens_than_its_entries),
         cmocka_unit_test(no_cache_and_oversized_tokens_fall_back_to_token_verify),
         cmocka_unit_test(concurrent_verifies_always_get_their_own_claims),
     };
