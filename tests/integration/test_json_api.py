@@ -99,23 +99,25 @@ class LoginTest(helpers.StackTestCase):
         w, u = statistics.median(wrong), statistics.median(unknown)
         self.assertGreater(u, 0.5 * w, "unknown user median %.1f ms vs wrong password %.1f ms" % (u * 1e3, w * 1e3))
 
-    def test_malformed_login_body_is_400(self):
+    def test_malformed_login_body_is_400_with_the_documented_code(self):
+        # docs/api.md: not JSON (empty, a bare scalar, trailing bytes) is
+        # malformed_json; JSON of the wrong shape is invalid_request.
         bodies = [
-            b"{",
-            b"not json at all",
-            b"",
-            b"[]",
-            b'"user1"',
-            b'{"username": "user1"}',
-            b'{"password": "password123"}',
-            b'{"username": 1, "password": "password123"}',
-            b'{"username": "user1", "password": null}',
-            b'{"username": "user1", "password": "password123"} trailing',
+            (b"{", "malformed_json"),
+            (b"not json at all", "malformed_json"),
+            (b"", "malformed_json"),
+            (b'"user1"', "malformed_json"),
+            (b'{"username": "user1", "password": "password123"} trailing', "malformed_json"),
+            (b"[]", "invalid_request"),
+            (b'{"username": "user1"}', "invalid_request"),
+            (b'{"password": "password123"}', "invalid_request"),
+            (b'{"username": 1, "password": "password123"}', "invalid_request"),
+            (b'{"username": "user1", "password": null}', "invalid_request"),
         ]
-        for body in bodies:
+        for body, code in bodies:
             with self.subTest(body=body):
                 resp = request("POST", "/api/v1/login", body=body, headers={"Content-Type": "application/json"})
-                assert_json_error(self, resp, 400)
+                self.assertEqual(assert_json_error(self, resp, 400)["code"], code, resp)
                 self.assertIsNone(resp.cookie(), resp)
 
     def test_oversized_json_body_is_413(self):
