@@ -145,8 +145,10 @@ int log_reopen(void)
     int rc = 0;
     pthread_mutex_lock(&log_reopen_mu);
     /* Lines logged before the reopen belong to the old file. */
-    if (log_buf != NULL) pthread_mutex_lock(&log_buf_mu);
-    if (log_buf != NULL) flush_locked();
+    if (log_buf != NULL) {
+        pthread_mutex_lock(&log_buf_mu);
+        flush_locked();
+    }
     if (log_path[0] != '\0') {
         int fd = open_log_file(log_path);
         /* dup2 swaps the file under log_fd in one step: a concurrent write

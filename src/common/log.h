@@ -77,8 +77,8 @@ int log_set_buffer(size_t bytes);
 
 /*
  * Writes the buffered lines now (no-op without a buffer or when it is
- * empty). Both servers call it from their main loop's tick (every <= 200 ms)
- * and once more when they stop. Thread-safe.
+ * empty). Both servers call it from their main loop's tick (every <= 200 ms);
+ * the exit(3) handler of log_set_buffer writes the rest. Thread-safe.
  */
 void log_flush(void);
 

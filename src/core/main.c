@@ -187,6 +187,5 @@ done:
     service_destroy(svc);
     if (vips_ready) vips_shutdown();
     sodium_memzero(&cfg, sizeof(cfg));
-    log_flush();
     return status;
 }

@@ -259,6 +259,7 @@ static int conn_watch(struct rpc_conn *c, int op, int want_out)
 static int conn_read(struct rpc_conn *c)
 {
     uint32_t max = c->loop->srv->opt.max_frame_bytes;
+    int drained = 0; /* the last recv was short: it took all the socket held */
     for (;;) {
         size_t want = RPC_SERVER_READ_CHUNK;
         uint32_t n = 0;
@@ -272,7 +273,15 @@ static int conn_read(struct rpc_conn *c)
             }
             /* The rest of the frame; once whole, a chunk to find out whether
              * the peer sent more than it may. */
-            if (total > c->in.len) want = total - c->in.len;
+            if (total > c->in.len) {
+                want = total - c->in.len;
+            } else if (drained) {
+                /* Exactly one whole frame and nothing more in the socket: the
+                 * next recv could only say EAGAIN (one system call per
+                 * request). Later bytes are reported by the level-triggered
+                 * epoll as they would have been after that EAGAIN. */
+                return 0;
+            }
         }
         if (rpc_buf_reserve(&c->in, c->in.len + want) != RPC_OK) {
             log_error(0, "event=rpc_read_failed peer=%s reason=\"%s\"", c->peer,
@@ -283,16 +292,7 @@ static int conn_read(struct rpc_conn *c)
         if (r > 0) {
             if (c->in.len == 0) c->in_since = now_ms();
             c->in.len += (size_t)r;
-            /* A short read took all the socket held: with exactly one whole
-             * frame in, the next recv could only say EAGAIN (one system call
-             * per request saved). Bytes that come later are reported by the
-             * level-triggered epoll as they would have been after that
-             * EAGAIN; bytes beyond the frame in this read are caught above. */
-            uint32_t fn = 0;
-            if ((size_t)r < want && c->in.len >= RPC_FRAME_HEADER_BYTES &&
-                rpc_frame_parse(c->in.data, c->in.len, max, &fn) == RPC_OK &&
-                c->in.len == RPC_FRAME_HEADER_BYTES + (size_t)fn)
-                return 0;
+            drained = (size_t)r < want;
             continue;
         }
         if (r == 0) {

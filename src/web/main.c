@@ -113,6 +113,5 @@ int main(int argc, char **argv)
     log_info(0, "web: stopping (signal received)");
     web_server_stop(srv, DRAIN_MS);
     log_info(0, "web: stopped");
-    log_flush();
     return 0;
 }
